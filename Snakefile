@@ -1,0 +1,25 @@
+# Discovery of preference-optimization objectives as a cached DAG (DiscoPOP, Lu et al. 2024, reproduced).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/reference.smk"
+include: "rules/data.smk"
+include: "rules/discovery.smk"
+include: "rules/train_evaluate.smk"
+include: "rules/experiments.smk"
+include: "rules/outputs.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,72 @@
+rule preferences:
+    input:
+        reference="results/{run}/reference/reference.json",
+    output:
+        pairs="results/{run}/data/preferences.jsonl",
+        heldout="results/{run}/data/heldout_prompts.json",
+    params:
+        task=config["task"]["name"],
+        options=task_options(),
+        seed=config["seed"],
+        device=config["training"].get("device", "auto"),
+    log:
+        "results/{run}/logs/preferences.log",
+    threads: threads_for("preferences")
+    resources:
+        mem_mb=scaled_resource("preferences", "mem_mb", 4000),
+        runtime=scaled_resource("preferences", "runtime", 30),
+        gpu=resource("preferences", "gpu", 0),
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.preferences --task {params.task} --options {params.options:q}"
+        " --reference {input.reference} --seed {params.seed} --device {params.device} --threads {threads}"
+        " --pairs {output.pairs} --heldout {output.heldout} > {log} 2>&1"
+
+
+rule reference_logps:
+    input:
+        reference="results/{run}/reference/reference.json",
+        pairs="results/{run}/data/preferences.jsonl",
+    output:
+        "results/{run}/data/reference_logps.jsonl",
+    params:
+        training=training_options(),
+    log:
+        "results/{run}/logs/reference_logps.log",
+    threads: threads_for("reference_logps")
+    resources:
+        mem_mb=scaled_resource("reference_logps", "mem_mb", 4000),
+        runtime=scaled_resource("reference_logps", "runtime", 30),
+        gpu=resource("reference_logps", "gpu", 0),
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.reference_logps --reference {input.reference} --pairs {input.pairs}"
+        " --training {params.training:q} --threads {threads} --output {output} > {log} 2>&1"
+
+
+rule evaluate_reference:
+    input:
+        reference="results/{run}/reference/reference.json",
+        heldout="results/{run}/data/heldout_prompts.json",
+    output:
+        "results/{run}/reference/eval.json",
+    params:
+        task=config["task"]["name"],
+        options=task_options(),
+        seed=config["seed"],
+        device=config["training"].get("device", "auto"),
+    log:
+        "results/{run}/logs/evaluate_reference.log",
+    threads: threads_for("evaluate")
+    resources:
+        mem_mb=scaled_resource("evaluate", "mem_mb", 4000),
+        runtime=scaled_resource("evaluate", "runtime", 30),
+        gpu=resource("evaluate", "gpu", 0),
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.evaluate --task {params.task} --options {params.options:q}"
+        " --reference {input.reference} --heldout {input.heldout} --seed {params.seed}"
+        " --device {params.device} --threads {threads} --output {output} > {log} 2>&1"

@@ -1,0 +1,88 @@
+# One generation: propose K candidates from archive(g-1), validate them in the sandbox (a checkpoint: it decides
+# which candidates reach training), train and evaluate the valid new ones, and write archive(g).
+
+
+localrules:
+    propose,
+    candidate_objective,
+
+
+rule propose:
+    input:
+        previous_archive,
+    output:
+        "results/{run}/gen{g}/proposals.json",
+    params:
+        archive=lambda wildcards, input: f"--archive {input[0]}" if input else "",
+        seed_objectives=" ".join(config["discovery"]["seed_objectives"]),
+        population=config["discovery"]["population"],
+        backend=config["discovery"]["proposer"]["backend"],
+        options=as_json(config["discovery"]["proposer"].get("options", {})),
+        seed=config["seed"],
+    log:
+        "results/{run}/logs/gen{g}/propose.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.propose --generation {wildcards.g} {params.archive}"
+        " --seed-objectives {params.seed_objectives} --population {params.population}"
+        " --backend {params.backend} --backend-options {params.options:q} --seed {params.seed}"
+        " --output {output} > {log} 2>&1"
+
+
+checkpoint validate:
+    input:
+        proposals="results/{run}/gen{g}/proposals.json",
+        archive=previous_archive,
+    output:
+        "results/{run}/gen{g}/validation.json",
+    params:
+        archive=lambda wildcards, input: f"--archive {input.archive}" if input.archive else "",
+        beta=config["training"]["beta"],
+        cpu_seconds=config["sandbox"].get("cpu_seconds", 20),
+        memory_mb=config["sandbox"].get("memory_mb", 4096),
+        wall_seconds=config["sandbox"].get("wall_seconds", 60),
+    log:
+        "results/{run}/logs/gen{g}/validate.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.validate --proposals {input.proposals} {params.archive} --beta {params.beta}"
+        " --cpu-seconds {params.cpu_seconds} --memory-mb {params.memory_mb} --wall-seconds {params.wall_seconds}"
+        " --output {output} > {log} 2>&1"
+
+
+rule candidate_objective:
+    input:
+        proposals="results/{run}/gen{g}/proposals.json",
+        validation="results/{run}/gen{g}/validation.json",
+    output:
+        "results/{run}/gen{g}/cand{k}/objective.json",
+    log:
+        "results/{run}/logs/gen{g}/cand{k}/objective.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.candidates candidate --proposals {input.proposals} --validation {input.validation}"
+        " --id g{wildcards.g}-k{wildcards.k} --output {output} > {log} 2>&1"
+
+
+rule archive:
+    input:
+        previous=previous_archive,
+        proposals="results/{run}/gen{g}/proposals.json",
+        validation="results/{run}/gen{g}/validation.json",
+        trainings=generation_trainings,
+        evaluations=generation_evaluations,
+    output:
+        "results/{run}/gen{g}/archive.jsonl",
+    params:
+        previous=lambda wildcards, input: f"--previous {input.previous}" if input.previous else "",
+    log:
+        "results/{run}/logs/gen{g}/archive.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.archive {params.previous} --proposals {input.proposals}"
+        " --validation {input.validation} --trainings {input.trainings} --evaluations {input.evaluations}"
+        " --output {output} > {log} 2>&1"

@@ -1,0 +1,34 @@
+# Fixed experiments (the paper's held-out studies): a library objective at a given beta and seed.
+
+
+localrules:
+    experiment_objective,
+
+
+rule experiment_objective:
+    output:
+        "results/{run}/experiments/{experiment}/{objective}/beta{beta}/seed{seed}/objective.json",
+    log:
+        "results/{run}/logs/experiments/{experiment}/{objective}/beta{beta}/seed{seed}/objective.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.candidates experiment"
+        " --id {wildcards.experiment}/{wildcards.objective}/beta{wildcards.beta}/seed{wildcards.seed}"
+        " --objective {wildcards.objective} --beta {wildcards.beta} --seed {wildcards.seed}"
+        " --output {output} > {log} 2>&1"
+
+
+rule experiments_table:
+    input:
+        evaluations=experiment_evaluations,
+        reference="results/{run}/reference/eval.json",
+    output:
+        "results/{run}/experiments.csv",
+    log:
+        "results/{run}/logs/experiments_table.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.experiments --evaluations {input.evaluations} --reference-eval {input.reference}"
+        " --output {output} > {log} 2>&1"

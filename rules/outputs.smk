@@ -1,0 +1,47 @@
+# Figures, tables and the report, from the final archive.
+
+
+rule summary:
+    input:
+        archive=f"results/{{run}}/gen{GENERATIONS}/archive.jsonl",
+        reference="results/{run}/reference/eval.json",
+    output:
+        csv="results/{run}/summary.csv",
+        markdown="results/{run}/summary.md",
+    log:
+        "results/{run}/logs/summary.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.summary --archive {input.archive} --reference-eval {input.reference}"
+        " --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        archive=f"results/{{run}}/gen{GENERATIONS}/archive.jsonl",
+        reference="results/{run}/reference/eval.json",
+    output:
+        fitness=report(
+            "results/{run}/figures/fitness_over_generations.png",
+            caption="../report/fitness_over_generations.rst",
+            category="Discovery",
+        ),
+        shapes=report(
+            "results/{run}/figures/objective_shapes.png",
+            caption="../report/objective_shapes.rst",
+            category="Discovery",
+        ),
+        reward_kl=report(
+            "results/{run}/figures/reward_vs_kl.png",
+            caption="../report/reward_vs_kl.rst",
+            category="Discovery",
+        ),
+    log:
+        "results/{run}/logs/figures.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.figures --archive {input.archive} --reference-eval {input.reference}"
+        " --fitness-figure {output.fitness} --shapes-figure {output.shapes}"
+        " --reward-kl-figure {output.reward_kl} > {log} 2>&1"

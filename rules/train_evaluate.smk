@@ -1,0 +1,58 @@
+# The train -> evaluate chain, shared by discovery candidates (gen<g>/cand<k>) and fixed experiments
+# (experiments/<name>/<objective>/beta<b>/seed<s>): {unit} is either.
+
+
+rule train:
+    input:
+        objective="results/{run}/{unit}/objective.json",
+        reference="results/{run}/reference/reference.json",
+        pairs="results/{run}/data/preferences.jsonl",
+        reference_logps="results/{run}/data/reference_logps.jsonl",
+    output:
+        record="results/{run}/{unit}/train.json",
+        policy=directory("results/{run}/{unit}/policy"),
+    params:
+        training=training_options(),
+    log:
+        "results/{run}/logs/{unit}/train.log",
+    threads: threads_for("train")
+    resources:
+        mem_mb=scaled_resource("train", "mem_mb", 6000),
+        runtime=scaled_resource("train", "runtime", 60),
+        gpu=resource("train", "gpu", 0),
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.train --objective {input.objective} --reference {input.reference}"
+        " --pairs {input.pairs} --reference-logps {input.reference_logps} --training {params.training:q}"
+        " --threads {threads} --policy-dir {output.policy} --output {output.record} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        record="results/{run}/{unit}/train.json",
+        policy="results/{run}/{unit}/policy",
+        reference="results/{run}/reference/reference.json",
+        heldout="results/{run}/data/heldout_prompts.json",
+    output:
+        "results/{run}/{unit}/eval.json",
+    params:
+        task=config["task"]["name"],
+        options=task_options(),
+        seed=config["seed"],
+        kl_penalty=config["fitness"]["kl_penalty"],
+        device=config["training"].get("device", "auto"),
+    log:
+        "results/{run}/logs/{unit}/evaluate.log",
+    threads: threads_for("evaluate")
+    resources:
+        mem_mb=scaled_resource("evaluate", "mem_mb", 4000),
+        runtime=scaled_resource("evaluate", "runtime", 30),
+        gpu=resource("evaluate", "gpu", 0),
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.evaluate --task {params.task} --options {params.options:q}"
+        " --reference {input.reference} --heldout {input.heldout} --train-record {input.record}"
+        " --policy-dir {input.policy} --seed {params.seed} --kl-penalty {params.kl_penalty}"
+        " --device {params.device} --threads {threads} --output {output} > {log} 2>&1"

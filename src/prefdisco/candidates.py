@@ -1,0 +1,60 @@
+"""Stage: the objective spec (``objective.json``) that a training unit consumes.
+
+Discovery candidates take theirs from the generation's proposals once validation has passed them; fixed
+experiments (objective x beta x seed grids) take a library objective. Both then share one train -> evaluate chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from .cli import setup_logging
+from .io import read_json, write_json
+from .objectives import function_name, library_source
+
+log = logging.getLogger(__name__)
+
+
+def candidate_spec(proposals: list[dict], validation: list[dict], candidate_id: str) -> dict:
+    proposal = next((p for p in proposals if p["id"] == candidate_id), None)
+    verdict = next((v for v in validation if v["id"] == candidate_id), None)
+    if proposal is None or verdict is None:
+        raise KeyError(f"candidate {candidate_id} is not among this generation's proposals and validations")
+    if not verdict["valid"] or verdict.get("duplicate_of"):
+        raise ValueError(f"candidate {candidate_id} was not passed to training by validation")
+    return {"id": candidate_id, "name": proposal["name"], "code": proposal["code"], "training_overrides": {}}
+
+
+def experiment_spec(unit_id: str, objective: str, beta: float, seed: int) -> dict:
+    code = library_source(objective)
+    return {"id": unit_id, "name": function_name(code), "library_name": objective, "code": code,
+            "training_overrides": {"beta": beta, "seed": seed}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="kind", required=True)
+    cand = sub.add_parser("candidate")
+    cand.add_argument("--proposals", type=Path, required=True)
+    cand.add_argument("--validation", type=Path, required=True)
+    cand.add_argument("--id", required=True)
+    exp = sub.add_parser("experiment")
+    exp.add_argument("--id", required=True)
+    exp.add_argument("--objective", required=True)
+    exp.add_argument("--beta", type=float, required=True)
+    exp.add_argument("--seed", type=int, required=True)
+    for p in (cand, exp):
+        p.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    if args.kind == "candidate":
+        spec = candidate_spec(read_json(args.proposals), read_json(args.validation), args.id)
+    else:
+        spec = experiment_spec(args.id, args.objective, args.beta, args.seed)
+    write_json(args.output, spec)
+
+
+if __name__ == "__main__":
+    main()

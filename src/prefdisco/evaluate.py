@@ -1,0 +1,82 @@
+"""Stage: score a trained policy on the task's held-out prompts and compute its fitness.
+
+Without ``--policy-dir`` it scores the reference itself (KL 0), the origin every candidate is compared with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from .cli import json_option, setup_logging
+from .io import read_json, write_json
+from .models import load_causal_lm, load_tokenizer, resolve_device, set_threads
+from .policy import load_policy
+from .reference import reference_path
+from .tasks import get_task
+
+log = logging.getLogger(__name__)
+
+
+def fitness(metrics: dict, kl_penalty: float) -> float:
+    """Held-out reward minus a KL penalty: a candidate cannot win by drifting arbitrarily far from the reference."""
+    return metrics["reward"] - kl_penalty * metrics["kl"]
+
+
+def run_evaluation(task_name: str, task_options: dict, reference_json: Path, heldout: list[str], seed: int,
+                   kl_penalty: float, device_name: str, policy_dir: Path | None, train_record: dict | None) -> dict:
+    started = time.monotonic()
+    candidate_id = train_record["id"] if train_record else "reference"
+    if train_record is not None and train_record["status"] != "ok":
+        return {"id": candidate_id, "status": train_record["status"], "fitness": None, "metrics": {},
+                "error": train_record["error"], "wall_seconds": 0.0}
+    task = get_task(task_name)
+    options = task.to_options(task_options)
+    device = resolve_device(device_name)
+    model_dir = reference_path(reference_json)
+    tokenizer = load_tokenizer(model_dir)
+    reference = load_causal_lm(model_dir, device)
+    policy = reference if policy_dir is None else load_policy(policy_dir, device)
+    broken = [name for name, p in policy.named_parameters() if not torch.isfinite(p).all()]
+    if broken:  # a candidate objective can train weights into NaN without its loss ever being non-finite
+        return {"id": candidate_id, "status": "eval_failed", "fitness": None, "metrics": {},
+                "error": f"trained policy has non-finite weights in {len(broken)} tensors, e.g. {broken[0]}",
+                "wall_seconds": time.monotonic() - started}
+    metrics = task.score(policy, None if policy_dir is None else reference, tokenizer, heldout, options, seed)
+    return {"id": candidate_id, "status": "ok", "fitness": fitness(metrics, kl_penalty), "metrics": metrics,
+            "error": None, "kl_penalty": kl_penalty, "wall_seconds": time.monotonic() - started,
+            "device_seconds": time.monotonic() - started if device.type == "cuda" else 0.0}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--options", type=json_option, default={}, help="task options (JSON)")
+    parser.add_argument("--reference", type=Path, required=True)
+    parser.add_argument("--heldout", type=Path, required=True)
+    parser.add_argument("--train-record", type=Path, default=None, help="train.json of the candidate")
+    parser.add_argument("--policy-dir", type=Path, default=None, help="omit to score the reference itself")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kl-penalty", type=float, default=0.0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    set_threads(args.threads)
+    if (args.train_record is None) != (args.policy_dir is None):
+        parser.error("--train-record and --policy-dir go together")
+
+    train_record = read_json(args.train_record) if args.train_record else None
+    record = run_evaluation(args.task, args.options, args.reference, read_json(args.heldout), args.seed,
+                            args.kl_penalty, args.device, args.policy_dir, train_record)
+    write_json(args.output, record)
+    log.info("%s: %s, fitness %s", record["id"], record["status"], record["fitness"])
+
+
+if __name__ == "__main__":
+    main()

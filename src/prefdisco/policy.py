@@ -1,0 +1,50 @@
+"""Saving and loading a trained policy.
+
+A full fine-tune is saved as an ordinary transformers folder. When only the top layers were trained, only those
+tensors are saved (``trained_parameters.safetensors``) with a pointer to the reference: a CPU run keeps tens of
+MB per candidate instead of a whole model copy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .io import read_json, write_json
+from .models import PRECISIONS, load_causal_lm
+
+TRAINED_PARAMETERS = "trained_parameters.safetensors"
+POLICY_JSON = "policy.json"
+
+
+def save_policy(trainer, reference_path: Path, policy_dir: Path, full_model: bool) -> None:
+    policy_dir = Path(policy_dir)
+    policy_dir.mkdir(parents=True, exist_ok=True)
+    if full_model:
+        trainer.save_model(str(policy_dir))
+        write_json(policy_dir / POLICY_JSON, {"format": "full", "reference": str(reference_path)})
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    trained = {name: p.detach().to("cpu").contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    save_file(trained, str(policy_dir / TRAINED_PARAMETERS))
+    write_json(policy_dir / POLICY_JSON, {"format": "trained_parameters", "reference": str(reference_path),
+                                          "parameters": sorted(trained)})
+
+
+def load_policy(policy_dir: Path, device: torch.device, precision: str = "fp32"):
+    policy_dir = Path(policy_dir)
+    description = read_json(policy_dir / POLICY_JSON)
+    if description["format"] == "full":
+        return load_causal_lm(policy_dir, device, precision)
+    model = load_causal_lm(description["reference"], device, precision)
+    trained = load_file(str(policy_dir / TRAINED_PARAMETERS))
+    own = dict(model.named_parameters())
+    unknown = sorted(set(trained) - set(own))
+    if unknown:
+        raise ValueError(f"{policy_dir}: saved parameters {unknown[:3]} do not exist in the reference model")
+    with torch.no_grad():
+        for name, tensor in trained.items():
+            own[name].copy_(tensor.to(device=device, dtype=PRECISIONS[precision]))
+    return model

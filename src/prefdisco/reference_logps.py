@@ -1,0 +1,43 @@
+"""Stage: reference log-probs of every preference pair, computed once per (reference, dataset) and shared by
+every candidate's training, so no candidate runs a reference forward pass."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+
+from .cli import json_option, setup_logging
+from .io import read_jsonl, write_jsonl
+from .models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
+from .reference import reference_path
+from .training import TrainingOptions, compute_reference_logps
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reference", type=Path, required=True)
+    parser.add_argument("--pairs", type=Path, required=True)
+    parser.add_argument("--training", type=json_option, default={}, help="training options (JSON)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    set_threads(args.threads)
+
+    options = TrainingOptions(**args.training)
+    device = resolve_device(options.device)
+    model_dir = reference_path(args.reference)
+    model = load_causal_lm(model_dir, device, resolve_precision(options.precision, device))
+    tokenizer = load_tokenizer(model_dir)
+    with tempfile.TemporaryDirectory() as scratch:
+        records = compute_reference_logps(model, tokenizer, read_jsonl(args.pairs), options, Path(scratch))
+    write_jsonl(args.output, records)
+    log.info("reference log-probs of %d pairs written to %s", len(records), args.output)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Sampling completions and scoring their log-probabilities, batched; shared by every task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Completion:
+    prompt_index: int
+    prompt: str
+    prompt_ids: list[int]
+    completion_ids: list[int]  # up to and including the first EOS, if one was generated
+    text: str  # the decoded completion, special tokens removed
+
+
+@torch.no_grad()
+def sample_completions(
+    model,
+    tokenizer,
+    prompts: list[str],
+    samples_per_prompt: int,
+    max_new_tokens: int,
+    seed: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    batch_size: int = 32,
+) -> list[Completion]:
+    """Sample ``samples_per_prompt`` completions of every prompt, in prompt order.
+
+    Each batch is seeded from ``seed`` and its index, so a run is reproducible for a given batch size.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    jobs = [(i, p) for i, p in enumerate(prompts) for _ in range(samples_per_prompt)]
+    completions: list[Completion] = []
+    for batch_index, start in enumerate(range(0, len(jobs), batch_size)):
+        batch = jobs[start : start + batch_size]
+        encoded = tokenizer([p for _, p in batch], return_tensors="pt", padding=True).to(device)
+        torch.manual_seed(seed * 1_000_003 + batch_index)
+        output = model.generate(
+            **encoded,
+            do_sample=True,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=1.0,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
+        for (prompt_index, prompt), row, ids, mask in zip(
+            batch, new_tokens, encoded["input_ids"].tolist(), encoded["attention_mask"].tolist()
+        ):
+            prompt_ids = [t for t, m in zip(ids, mask) if m]
+            completion_ids = _cut_at_eos(row, tokenizer.eos_token_id)
+            text = tokenizer.decode(completion_ids, skip_special_tokens=True)
+            completions.append(Completion(prompt_index, prompt, prompt_ids, completion_ids, text))
+    return completions
+
+
+@torch.no_grad()
+def completion_logps(model, completions: list[Completion], pad_token_id: int, batch_size: int = 32) -> torch.Tensor:
+    """Sum of log-probabilities of each completion's tokens given its prompt, shape (N,)."""
+    model.eval()
+    device = next(model.parameters()).device
+    sums = []
+    for start in range(0, len(completions), batch_size):
+        batch = completions[start : start + batch_size]
+        sequences = [c.prompt_ids + c.completion_ids for c in batch]
+        width = max(len(s) for s in sequences)
+        # Right padding keeps positions identical to the unpadded sequence for absolute-position models too.
+        input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        completion_mask = torch.zeros((len(batch), width), dtype=torch.bool)
+        for row, (c, s) in enumerate(zip(batch, sequences)):
+            input_ids[row, : len(s)] = torch.tensor(s)
+            attention[row, : len(s)] = 1
+            completion_mask[row, len(c.prompt_ids) : len(s)] = True
+        input_ids, attention, completion_mask = input_ids.to(device), attention.to(device), completion_mask.to(device)
+        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
+        targets = input_ids[:, 1:]
+        token_logps = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        sums.append((token_logps * completion_mask[:, 1:]).sum(dim=1).cpu())
+    return torch.cat(sums) if sums else torch.zeros(0)
+
+
+def _cut_at_eos(tokens: list[int], eos_token_id: int | None) -> list[int]:
+    if eos_token_id is not None and eos_token_id in tokens:
+        return tokens[: tokens.index(eos_token_id) + 1]
+    return tokens

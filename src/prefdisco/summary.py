@@ -1,0 +1,259 @@
+"""The run summary: a ranked table of every candidate in a discovery archive, as CSV and Markdown.
+
+Also home to the small record helpers the figures share (labels, finite numbers, statuses), so that the table
+and the plots agree on what "evaluated" and "failed" mean.
+
+CLI::
+
+    python -m prefdisco.summary --archive A.jsonl --reference-eval R.json --csv S.csv --markdown S.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from prefdisco.io import read_json, read_jsonl, write_text
+from prefdisco.objectives import DISPLAY_NAMES
+
+log = logging.getLogger(__name__)
+
+Record = Mapping[str, Any]
+
+FAILED_STATUSES = ("invalid", "train_failed", "eval_failed")
+# Order of the unranked rows at the bottom of the table: closest to a result first.
+_UNRANKED_ORDER = {"ok": 0, "eval_failed": 1, "train_failed": 2, "duplicate": 3, "invalid": 4}
+
+COLUMNS = [
+    "rank",
+    "id",
+    "generation",
+    "name",
+    "library",
+    "status",
+    "fitness",
+    "reward",
+    "reward_sem",
+    "kl",
+    "kl_sem",
+    "duplicate_of",
+    "proposer",
+    "parents",
+    "error",
+]
+
+
+# --- record helpers (shared with prefdisco.figures) -------------------------------------------------------------
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float if it is a finite real number, else None (None, NaN, inf, strings, bools)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def is_evaluated(record: Record) -> bool:
+    """Status ok with a finite fitness: the candidates that can be ranked and plotted."""
+    return record.get("status") == "ok" and finite(record.get("fitness")) is not None
+
+
+def metric(record: Record, key: str) -> float | None:
+    return finite((record.get("metrics") or {}).get(key))
+
+
+def objective_label(record: Record) -> str:
+    """Human label: the display name for library objectives, the candidate id and name for discovered ones.
+
+    Seed baselines get the bare display name ("DPO"); a later candidate that re-derived a library objective keeps
+    its id as well, so that it cannot be mistaken for the baseline in a legend.
+    """
+    library = record.get("library_name")
+    record_id = record.get("id", "?")
+    if library:
+        display = DISPLAY_NAMES.get(library, library)
+        return display if record.get("generation") == 0 else f"{display} [{record_id}]"
+    return f"{record_id} {record.get('name') or '(unnamed)'}"
+
+
+def error_headline(error: Any) -> str:
+    """The line of an error message worth showing in a table.
+
+    Normally its first line; for a Python traceback the first line is always "Traceback (most recent call
+    last):", which says nothing, so the last non-empty line (the exception itself) is used instead.
+    """
+    if not error:
+        return ""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if lines[0].startswith("Traceback (most recent call last)"):
+        return lines[-1]
+    return lines[0]
+
+
+# --- the table ---------------------------------------------------------------------------------------------------
+
+
+def summary_table(records: Sequence[Record]) -> pd.DataFrame:
+    """One row per candidate, ranked by fitness (descending); unranked rows (failed, invalid, duplicate) last.
+
+    Columns are ``COLUMNS``: ``library`` is the display name of a library objective (empty for discovered ones),
+    ``proposer`` the proposer backend, ``parents`` comma-joined ids, ``error`` the headline of the error.
+
+    ``rank`` is 1..n over the evaluated candidates and missing (<NA>) for the rest. Ties in fitness keep archive
+    order (generation, then candidate).
+    """
+
+    def archive_order(record: Record) -> tuple[int, int]:
+        return (_as_int(record.get("generation")), _as_int(record.get("candidate")))
+
+    ranked = sorted((r for r in records if is_evaluated(r)), key=lambda r: (-float(r["fitness"]), *archive_order(r)))
+    unranked = sorted(
+        (r for r in records if not is_evaluated(r)),
+        key=lambda r: (_UNRANKED_ORDER.get(r.get("status"), len(_UNRANKED_ORDER)), *archive_order(r)),
+    )
+
+    rows = []
+    for position, record in enumerate(ranked + unranked, start=1):
+        rows.append(
+            {
+                "rank": position if position <= len(ranked) else None,
+                "id": record.get("id"),
+                "generation": record.get("generation"),
+                "name": record.get("name"),
+                "library": DISPLAY_NAMES.get(record.get("library_name"), record.get("library_name")),
+                "status": record.get("status"),
+                "fitness": finite(record.get("fitness")),
+                "reward": metric(record, "reward"),
+                "reward_sem": metric(record, "reward_sem"),
+                "kl": metric(record, "kl"),
+                "kl_sem": metric(record, "kl_sem"),
+                "duplicate_of": record.get("duplicate_of"),
+                "proposer": (record.get("proposer") or {}).get("backend"),
+                "parents": ",".join(record.get("parents") or []),
+                "error": error_headline(record.get("error")),
+            }
+        )
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table["rank"] = table["rank"].astype("Int64")
+    table["generation"] = table["generation"].astype("Int64")
+    for column in ("fitness", "reward", "reward_sem", "kl", "kl_sem"):
+        table[column] = table[column].astype("float64")
+    return table
+
+
+def run_summary_line(records: Sequence[Record], reference: Mapping[str, Any] | None = None) -> str:
+    """One sentence: candidates, valid, trained, evaluated, the best objective and the reference reward.
+
+    valid = passed the sandbox checks (status is not "invalid"); trained = training finished (status ok or
+    eval_failed); evaluated = status ok with a fitness.
+    """
+    total = len(records)
+    seeds = sum(1 for r in records if r.get("generation") == 0)
+    valid = sum(1 for r in records if r.get("status") != "invalid")
+    trained = sum(1 for r in records if r.get("status") in ("ok", "eval_failed"))
+    evaluated = [r for r in records if is_evaluated(r)]
+    parts = [f"{total} candidates ({seeds} seed baselines), {valid} valid, {trained} trained, {len(evaluated)} evaluated."]
+
+    if evaluated:
+        best = min(evaluated, key=lambda r: (-float(r["fitness"]), _as_int(r.get("generation")), _as_int(r.get("candidate"))))
+        library = best.get("library_name")
+        name = f"{best.get('name')} ({best.get('id')})"
+        if library:
+            name = f"{DISPLAY_NAMES.get(library, library)}, {name}"
+        text = f"Best objective: {name}, fitness {float(best['fitness']):.4f}"
+        reward, kl = metric(best, "reward"), metric(best, "kl")
+        if reward is not None:
+            text += f" (reward {_with_sem(reward, metric(best, 'reward_sem'))}"
+            text += f", KL {kl:.2f})" if kl is not None else ")"
+        parts.append(text + ".")
+    else:
+        parts.append("Best objective: none (no evaluated candidates).")
+
+    reference_reward = finite((reference or {}).get("reward"))
+    if reference_reward is not None:
+        parts.append(f"Reference reward: {_with_sem(reference_reward, finite(reference.get('reward_sem')))}.")
+    else:
+        parts.append("Reference reward: not available.")
+    return " ".join(parts)
+
+
+def markdown_table(table: pd.DataFrame, float_digits: int = 4) -> str:
+    """A GitHub-style Markdown table, hand-rendered.
+
+    Written here rather than DataFrame.to_markdown because tabulate (which that needs) does not escape "|" in
+    cells, and error messages contain them; missing values render as empty cells.
+    """
+    header = [str(c) for c in table.columns]
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---:" if is_num else "---" for is_num in numeric) + "|",
+    ]
+    for row in table.itertuples(index=False):
+        lines.append("| " + " | ".join(_markdown_cell(value, float_digits) for value in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(
+    records: Sequence[Record],
+    csv_path: str | Path,
+    markdown_path: str | Path,
+    reference: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Write the ranked table as CSV and as Markdown (with the run summary line on top); returns the table."""
+    table = summary_table(records)
+    write_text(csv_path, table.to_csv(index=False))
+    markdown = "# Discovery run summary\n\n" + run_summary_line(records, reference) + "\n\n" + markdown_table(table)
+    write_text(markdown_path, markdown)
+    log.info("wrote summary of %d candidates to %s and %s", len(table), csv_path, markdown_path)
+    return table
+
+
+def _with_sem(value: float, sem: float | None) -> str:
+    return f"{value:.4f} ± {sem:.4f}" if sem is not None else f"{value:.4f}"
+
+
+def _as_int(value: Any) -> int:
+    # Sorting keys only: a record missing its generation/candidate sorts last rather than crashing the summary.
+    return int(value) if finite(value) is not None else 1 << 30
+
+
+def _markdown_cell(value: Any, float_digits: int) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        text = f"{value:.{float_digits}f}"
+    else:
+        text = str(value)
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m prefdisco.summary", description=__doc__.splitlines()[0])
+    parser.add_argument("--archive", required=True, type=Path, help="archive JSONL, one record per candidate")
+    parser.add_argument("--reference-eval", type=Path, help="evaluation JSON of the untrained reference model")
+    parser.add_argument("--csv", required=True, type=Path, help="output CSV")
+    parser.add_argument("--markdown", required=True, type=Path, help="output Markdown")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    records = read_jsonl(args.archive)
+    reference = read_json(args.reference_eval) if args.reference_eval else None
+    if reference is not None and "metrics" in reference:  # an evaluate-stage record: metrics are nested
+        reference = reference["metrics"]
+    write_summary(records, args.csv, args.markdown, reference=reference)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

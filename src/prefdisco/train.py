@@ -1,0 +1,81 @@
+"""Stage: fine-tune the reference with one candidate objective (a discovery candidate or a fixed experiment).
+
+Writes ``train.json`` (status, metrics, error, timings) and the policy. A failure of the candidate's own code
+is a result (``train_failed``), recorded so the generation carries on; any other failure fails the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from .cli import json_option, setup_logging
+from .io import read_json, read_jsonl, write_json
+from .models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
+from .policy import save_policy
+from .reference import reference_path
+from .sandbox.loader import load_objective
+from .training import CandidateError, TrainingOptions, attach_reference_logps, summarise_history, train_objective
+
+log = logging.getLogger(__name__)
+
+
+def run_training(objective_spec: dict, reference_json: Path, pairs: list[dict], reference_logps: list[dict],
+                 options: TrainingOptions, policy_dir: Path) -> dict:
+    """Train one candidate; returns its training record."""
+    options = replace(options, **objective_spec.get("training_overrides", {}))
+    device = resolve_device(options.device)
+    precision = resolve_precision(options.precision, device)
+    record = {"id": objective_spec["id"], "status": "ok", "error": None, "device": str(device),
+              "precision": precision, "options": asdict(options)}
+    started = time.monotonic()
+    # The same constrained loader as the sandbox: there is no second, looser path into untrusted code.
+    objective = load_objective(objective_spec["code"])
+    model_dir = reference_path(reference_json)
+    model = load_causal_lm(model_dir, device, precision)
+    tokenizer = load_tokenizer(model_dir)
+    dataset = attach_reference_logps(pairs, reference_logps)
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            trainer, history = train_objective(model, tokenizer, dataset, objective, options, Path(scratch))
+        except CandidateError as error:
+            log.warning("candidate %s failed in training: %s", objective_spec["id"], error)
+            record.update(status="train_failed", error=str(error), metrics={}, history=[])
+            Path(policy_dir).mkdir(parents=True, exist_ok=True)
+            record["wall_seconds"] = time.monotonic() - started
+            return record
+        save_policy(trainer, model_dir, policy_dir, full_model=options.trainable_layers is None)
+    record["metrics"] = summarise_history(history)
+    record["history"] = history
+    record["wall_seconds"] = time.monotonic() - started
+    record["device_seconds"] = record["wall_seconds"] if device.type == "cuda" else 0.0
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objective", type=Path, required=True, help="objective.json of the candidate")
+    parser.add_argument("--reference", type=Path, required=True)
+    parser.add_argument("--pairs", type=Path, required=True)
+    parser.add_argument("--reference-logps", type=Path, required=True)
+    parser.add_argument("--training", type=json_option, default={}, help="training options (JSON)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--policy-dir", type=Path, required=True)
+    parser.add_argument("--output", type=Path, required=True, help="train.json")
+    args = parser.parse_args(argv)
+    setup_logging()
+    set_threads(args.threads)
+
+    spec = read_json(args.objective)
+    record = run_training(spec, args.reference, read_jsonl(args.pairs), read_jsonl(args.reference_logps),
+                          TrainingOptions(**args.training), args.policy_dir)
+    write_json(args.output, record)
+    log.info("candidate %s: %s (%.1f s)", spec["id"], record["status"], record["wall_seconds"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Training with a candidate objective: a TRL ``DPOTrainer`` whose loss is an objective program.
+
+TRL 1.x has no per-loss hook, so ``ObjectiveDPOTrainer`` overrides ``_compute_loss`` (the body of
+``compute_loss``): one policy forward over the [chosen; rejected] batch through TRL's fused LM head, then the
+candidate objective on the summed log-probs. Reference log-probs are never computed here: they come as dataset
+columns from the run's shared ``reference_logps`` stage, computed once by the same class in reference mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from datasets import Dataset
+from torch.utils.data import DataLoader
+from trl import DPOConfig, DPOTrainer
+
+from .models import resolve_device, resolve_precision
+from .sandbox.loader import ObjectiveContext
+
+log = logging.getLogger(__name__)
+
+REFERENCE_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
+
+class CandidateError(RuntimeError):
+    """The candidate objective itself failed during training (raised, non-finite, wrong shape): a result to record,
+    not a fault of the workflow."""
+
+
+@dataclass
+class TrainingOptions:
+    beta: float = 0.1
+    learning_rate: float = 5e-6
+    batch_size: int = 8  # preference pairs per device step
+    gradient_accumulation_steps: int = 1
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    warmup_steps: int = 0
+    lr_scheduler: str = "linear"
+    max_length: int = 512
+    trainable_layers: int | None = None  # train only the top N decoder layers (None: full fine-tune)
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
+    logging_steps: int = 1
+    objective_timeout_seconds: float = 60.0  # one objective call; validation ran it on small batches only
+
+
+class ObjectiveDPOTrainer(DPOTrainer):
+    """DPOTrainer that applies ``objective`` (an objective program loaded by the sandbox's constrained loader).
+
+    With ``objective=None`` it is in reference mode: it only computes reference log-probs (see
+    :meth:`reference_logps`), so that tokenisation, truncation and summation match training exactly.
+    """
+
+    def __init__(self, *args, objective: Callable | None = None, objective_timeout: float = 60.0, **kwargs):
+        self.objective = objective
+        self.objective_timeout = objective_timeout
+        super().__init__(*args, **kwargs)
+        self.objective_context = ObjectiveContext(self.beta)
+
+    def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
+        # TRL would run the reference here; the columns come precomputed from the shared stage instead.
+        missing = [c for c in REFERENCE_COLUMNS if c not in dataset.column_names]
+        if missing and self.objective is not None:
+            raise ValueError(
+                f"{name} dataset has no {missing} columns: reference log-probs must be computed once by the "
+                "reference_logps stage and attached before training"
+            )
+        return dataset
+
+    @torch.no_grad()
+    def reference_logps(self, batch_size: int) -> tuple[list[float], list[float]]:
+        """Log-probs of the training dataset's chosen and rejected completions under the (untrained) model."""
+        dataset = self.train_dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])
+        loader = DataLoader(dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False)
+        self.model.eval()
+        chosen, rejected = [], []
+        for batch in loader:
+            batch = self._prepare_inputs(batch)
+            c, r = self.compute_ref_log_probs(self.model, batch)
+            chosen += c.float().cpu().tolist()
+            rejected += r.float().cpu().tolist()
+        return chosen, rejected
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        if self.objective is None:
+            raise RuntimeError("ObjectiveDPOTrainer in reference mode cannot train: no objective was given")
+        mode = "train" if self.model.training else "eval"
+        completion_mask = inputs["completion_mask"]
+        model_kwargs = {k: v for k, v in inputs.items() if k not in ("completion_mask", *REFERENCE_COLUMNS)}
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+        outputs = model(**model_kwargs, use_cache=False, labels=labels, fused_lm_head=True)
+        seq_len = completion_mask.size(1) - 1
+        logps = outputs.log_probs[:, -seq_len:].sum(dim=1)
+        chosen_logps, rejected_logps = logps.chunk(2, dim=0)
+        ref_chosen = inputs["ref_chosen_logps"].to(chosen_logps)
+        ref_rejected = inputs["ref_rejected_logps"].to(rejected_logps)
+
+        try:
+            with time_limit(self.objective_timeout):
+                losses = self.objective(self.objective_context, chosen_logps, rejected_logps, ref_chosen, ref_rejected)
+        except CandidateError:
+            raise
+        except Exception as error:  # the candidate's own code failed: record it, don't crash the workflow
+            raise CandidateError(f"objective raised {type(error).__name__}: {error}") from error
+        if not isinstance(losses, torch.Tensor) or losses.shape != chosen_logps.shape:
+            shape = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
+            raise CandidateError(f"objective returned {shape}, expected per-example losses of shape {tuple(chosen_logps.shape)}")
+        loss = losses.mean()
+        if not torch.isfinite(loss):
+            raise CandidateError(f"non-finite loss ({loss.item()}) at step {self.state.global_step}")
+
+        chosen_rewards = self.beta * (chosen_logps - ref_chosen).detach()
+        rejected_rewards = self.beta * (rejected_logps - ref_rejected).detach()
+        gather = self.accelerator.gather_for_metrics
+        metrics = self._metrics[mode]
+        metrics["rewards/chosen"].append(gather(chosen_rewards).mean().item())
+        metrics["rewards/rejected"].append(gather(rejected_rewards).mean().item())
+        metrics["rewards/accuracies"].append(gather((chosen_rewards > rejected_rewards).float()).mean().item())
+        metrics["rewards/margins"].append(gather(chosen_rewards - rejected_rewards).mean().item())
+        metrics["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
+        metrics["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())
+        return (loss, outputs) if return_outputs else loss
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Interrupt an objective call that runs too long (a loop that depends on the data can pass validation)."""
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise CandidateError(f"objective call exceeded {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def dpo_config(options: TrainingOptions, output_dir: Path, threads: int | None = None) -> DPOConfig:
+    device = resolve_device(options.device)
+    precision = resolve_precision(options.precision, device)
+    return DPOConfig(
+        output_dir=str(output_dir),
+        beta=options.beta,
+        learning_rate=options.learning_rate,
+        per_device_train_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation_steps,
+        num_train_epochs=options.epochs,
+        max_steps=options.max_steps,
+        warmup_steps=options.warmup_steps,
+        lr_scheduler_type=options.lr_scheduler,
+        max_length=options.max_length,
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=options.batch_size,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device.type == "cpu",
+        seed=options.seed,
+        data_seed=options.seed,
+        logging_steps=options.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        # Only named when on: transformers 5 renamed the option and warns about the old name.
+        **({"gradient_checkpointing": True} if options.gradient_checkpointing else {}),
+    )
+
+
+def freeze_below_top_layers(model, trainable_layers: int | None) -> None:
+    """Train only the top ``trainable_layers`` decoder blocks and the final norm (a CPU budget setting)."""
+    if trainable_layers is None:
+        return
+    layers = _decoder_layers(model)
+    if not 0 < trainable_layers <= len(layers):
+        raise ValueError(f"training.trainable_layers={trainable_layers}, but the model has {len(layers)} layers")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for layer in layers[-trainable_layers:]:
+        for parameter in layer.parameters():
+            parameter.requires_grad_(True)
+    final_norm = getattr(model.base_model, "norm", None) or getattr(model.base_model, "ln_f", None)
+    if final_norm is not None:
+        for parameter in final_norm.parameters():
+            parameter.requires_grad_(True)
+
+
+def _decoder_layers(model):
+    base = model.base_model
+    for attribute in ("layers", "h", "blocks"):
+        layers = getattr(base, attribute, None)
+        if isinstance(layers, torch.nn.ModuleList):
+            return layers
+    raise ValueError(f"cannot find the decoder layers of {type(model).__name__} to apply training.trainable_layers")
+
+
+def attach_reference_logps(pairs: list[dict], reference_logps: list[dict]) -> Dataset:
+    """The training dataset: preference pairs with their precomputed reference log-probs, matched by pair id."""
+    by_id = {r["pair_id"]: r for r in reference_logps}
+    rows = []
+    for pair in pairs:
+        reference = by_id.get(pair["pair_id"])
+        if reference is None:
+            raise ValueError(f"pair {pair['pair_id']} has no reference log-probs: rerun the reference_logps stage")
+        rows.append({"prompt": pair["prompt"], "chosen": pair["chosen"], "rejected": pair["rejected"],
+                     "ref_chosen_logps": reference["ref_chosen_logps"], "ref_rejected_logps": reference["ref_rejected_logps"]})
+    return Dataset.from_list(rows)
+
+
+def compute_reference_logps(model, tokenizer, pairs: list[dict], options: TrainingOptions, scratch_dir: Path) -> list[dict]:
+    """Reference log-probs of every pair, through the trainer's own tokenisation and summation."""
+    dataset = Dataset.from_list([{"pair_id": p["pair_id"], "prompt": p["prompt"], "chosen": p["chosen"],
+                                  "rejected": p["rejected"]} for p in pairs])
+    tokenizer.padding_side = "right"
+    trainer = ObjectiveDPOTrainer(model=model, args=dpo_config(options, scratch_dir), train_dataset=dataset,
+                                  processing_class=tokenizer, objective=None)
+    chosen, rejected = trainer.reference_logps(options.batch_size)
+    pair_ids = trainer.train_dataset["pair_id"]
+    dropped = len(pairs) - len(pair_ids)
+    if dropped:
+        log.warning("%d pairs dropped by truncation at max_length=%d", dropped, options.max_length)
+    return [{"pair_id": i, "ref_chosen_logps": c, "ref_rejected_logps": r} for i, c, r in zip(pair_ids, chosen, rejected)]
+
+
+def train_objective(model, tokenizer, dataset: Dataset, objective: Callable, options: TrainingOptions,
+                    scratch_dir: Path) -> tuple[ObjectiveDPOTrainer, list[dict]]:
+    """Fine-tune ``model`` in place with ``objective``; returns the trainer and its log history.
+
+    Raises CandidateError when the objective fails; anything else is a fault of the workflow and propagates.
+    """
+    freeze_below_top_layers(model, options.trainable_layers)
+    tokenizer.padding_side = "right"
+    trainer = ObjectiveDPOTrainer(model=model, args=dpo_config(options, scratch_dir), train_dataset=dataset,
+                                  processing_class=tokenizer, objective=objective,
+                                  objective_timeout=options.objective_timeout_seconds)
+    trainer.train()
+    history = [dict(entry) for entry in trainer.state.log_history]
+    for entry in history:
+        for key, value in entry.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                entry[key] = None
+    return trainer, history
+
+
+def summarise_history(history: list[dict]) -> dict:
+    """The last logged value of each training metric, plus the step count."""
+    summary: dict = {}
+    for entry in history:
+        for key, value in entry.items():
+            if key in ("loss", "grad_norm", "learning_rate", "epoch") or key.startswith(("rewards/", "logps/")):
+                summary[key] = value
+            if key in ("train_runtime", "train_loss", "train_samples_per_second"):
+                summary[key] = value
+    summary["steps"] = max((e.get("step", 0) for e in history), default=0)
+    return summary
+
+
+def options_to_dict(options: TrainingOptions) -> dict:
+    return asdict(options)

@@ -1,0 +1,7 @@
+# a 400 GB tensor
+# layer: runtime
+# expect: MemoryError: exceeded the
+def objective(self, policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps):
+    big = torch.ones(10**11)
+    logits = (policy_chosen_logps - policy_rejected_logps) - (reference_chosen_logps - reference_rejected_logps)
+    return -F.logsigmoid(self.beta * logits) + 0 * big.sum()

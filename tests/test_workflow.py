@@ -1,0 +1,146 @@
+"""End-to-end Snakemake runs of the whole DAG on a tiny config, in a temporary directory.
+
+A real 2-layer model (random weights, SmolLM2's real tokenizer), real sampling, training, sandboxed validation
+and evaluation: what is checked is the archive, the figures, caching across extensions, and resumption.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "2"]
+TIMEOUT = 900
+
+pytestmark = pytest.mark.workflow
+
+
+def write_config(folder: Path, model_dir: Path, **overrides) -> Path:
+    config = yaml.safe_load((REPO / "tests" / "workflow" / "tiny_config.yaml").read_text())
+    config["reference"]["source"] = str(model_dir)
+    for dotted, value in overrides.items():
+        section = config
+        *parents, key = dotted.split(".")
+        for parent in parents:
+            section = section[parent]
+        section[key] = value
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake(folder: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*SNAKEMAKE, "--directory", str(folder), *args], capture_output=True, text=True,
+                            timeout=TIMEOUT)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def read_archive(folder: Path, generation: int) -> list[dict]:
+    path = folder / "results" / "tiny" / f"gen{generation}" / "archive.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def outputs_with_mtimes(folder: Path) -> dict[str, float]:
+    results = folder / "results" / "tiny"
+    return {str(p.relative_to(results)): p.stat().st_mtime for p in results.rglob("*.json*") if "logs" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_dir) -> Path:
+    folder = tmp_path_factory.mktemp("run")
+    write_config(folder, tiny_model_dir)
+    snakemake(folder)
+    return folder
+
+
+def test_run_writes_archive_with_every_record(finished_run):
+    records = read_archive(finished_run, 2)
+    assert [r["id"] for r in records] == ["g0-k0", "g0-k1", "g1-k0", "g1-k1", "g2-k0", "g2-k1"]
+    seeds = records[:2]
+    assert [r["library_name"] for r in seeds] == ["dpo", "slic"]
+    assert all(r["status"] == "ok" and r["fitness"] is not None for r in seeds)  # trained and scored for real
+    for record in records:
+        assert record["status"] in {"ok", "invalid", "duplicate", "train_failed", "eval_failed"}
+        if record["status"] == "ok":
+            metrics = record["metrics"]
+            assert record["fitness"] == pytest.approx(metrics["reward"] - 0.05 * metrics["kl"])
+            assert record["training"]["steps"] == 2
+            assert record["validation"]["curve"]["beta"] == 0.1
+        else:
+            assert record["error"]
+    for record in records[2:]:
+        assert record["proposer"]["backend"] == "evolution"
+        assert record["parents"] and all(p < record["id"] for p in record["parents"])
+    # archive(g) holds every record up to g
+    assert [r["id"] for r in read_archive(finished_run, 1)] == [r["id"] for r in records[:4]]
+
+
+def test_run_writes_tables_and_figures(finished_run):
+    results = finished_run / "results" / "tiny"
+    for name in ("fitness_over_generations", "objective_shapes", "reward_vs_kl"):
+        png = (results / "figures" / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    summary = (results / "summary.csv").read_text().splitlines()
+    assert summary[0].startswith("rank,") and len(summary) == 1 + 6
+    experiments = (results / "experiments.csv").read_text()
+    assert "seed_spread,dpo,0.1" in experiments
+    reference = json.loads((results / "reference" / "eval.json").read_text())
+    assert reference["metrics"]["kl"] == 0.0
+
+
+def test_finished_run_has_nothing_to_do(finished_run):
+    result = snakemake(finished_run, "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_raising_generations_reruns_nothing_old(finished_run, tiny_model_dir):
+    before = outputs_with_mtimes(finished_run)
+    write_config(finished_run, tiny_model_dir, **{"discovery.generations": 3})
+    snakemake(finished_run)
+    after = outputs_with_mtimes(finished_run)
+    changed = sorted(k for k in before if after[k] != before[k])
+    assert changed == [], f"extending the run recomputed {changed}"
+    assert [r["id"][:2] for r in read_archive(finished_run, 3)].count("g3") == 2
+
+
+def test_killed_run_resumes_without_redoing_finished_candidates(tmp_path, tiny_model_dir):
+    write_config(tmp_path, tiny_model_dir, **{"discovery.generations": 1})
+    process = subprocess.Popen([*SNAKEMAKE, "--directory", str(tmp_path)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    first_training = tmp_path / "results" / "tiny" / "gen0" / "cand0" / "train.json"
+    deadline = time.monotonic() + TIMEOUT
+    while not first_training.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert first_training.exists(), "the run never finished a training"
+    os.killpg(process.pid, signal.SIGKILL)  # as a crash or a pre-empted node would: no clean-up
+    process.wait()
+    finished_mtime = first_training.stat().st_mtime
+    assert not (tmp_path / "results" / "tiny" / "gen1" / "archive.jsonl").exists()
+
+    snakemake(tmp_path, "--rerun-incomplete")
+    assert first_training.stat().st_mtime == finished_mtime
+    assert len(read_archive(tmp_path, 1)) == 4
+
+
+def test_config_errors_name_the_key_before_any_job(tmp_path, tiny_model_dir):
+    write_config(tmp_path, tiny_model_dir, **{"training.learning_rate": "fast"})
+    result = snakemake(tmp_path, check=False)
+    assert result.returncode != 0
+    assert "learning_rate" in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists()
+
+    write_config(tmp_path, tiny_model_dir, **{"discovery.populaton": 3})
+    result = snakemake(tmp_path, check=False)
+    assert result.returncode != 0 and "populaton" in result.stderr + result.stdout
