@@ -3,6 +3,8 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 CORES ?= all
+# Rules run `python -m prefdisco.<stage>`: the venv must come first on PATH for every job.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup run test test-fast benchmark lint clean
 

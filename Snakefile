@@ -23,3 +23,9 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+# Fixed experiments (config `experiments`), e.g. DPO over seeds: `snakemake --cores all experiments`.
+rule experiments:
+    input:
+        experiment_targets(),

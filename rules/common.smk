@@ -79,13 +79,16 @@ def experiment_evaluations(wildcards):
     return [f"results/{wildcards.run}/{unit}/eval.json" for unit in experiment_units(wildcards.run)]
 
 
+def experiment_targets():
+    return [f"results/{RUN}/experiments.csv"] if config.get("experiments") else []
+
+
 def all_targets():
     final = f"results/{RUN}"
     return [
         f"{final}/gen{GENERATIONS}/archive.jsonl",
         f"{final}/summary.csv",
         f"{final}/summary.md",
-        f"{final}/experiments.csv",
         f"{final}/figures/fitness_over_generations.png",
         f"{final}/figures/objective_shapes.png",
         f"{final}/figures/reward_vs_kl.png",

@@ -11,6 +11,8 @@ rule preferences:
         device=config["training"].get("device", "auto"),
     log:
         "results/{run}/logs/preferences.log",
+    benchmark:
+        "results/{run}/benchmarks/preferences.tsv"
     threads: threads_for("preferences")
     resources:
         mem_mb=scaled_resource("preferences", "mem_mb", 4000),
@@ -34,6 +36,8 @@ rule reference_logps:
         training=training_options(),
     log:
         "results/{run}/logs/reference_logps.log",
+    benchmark:
+        "results/{run}/benchmarks/reference_logps.tsv"
     threads: threads_for("reference_logps")
     resources:
         mem_mb=scaled_resource("reference_logps", "mem_mb", 4000),
@@ -59,6 +63,8 @@ rule evaluate_reference:
         device=config["training"].get("device", "auto"),
     log:
         "results/{run}/logs/evaluate_reference.log",
+    benchmark:
+        "results/{run}/benchmarks/evaluate_reference.tsv"
     threads: threads_for("evaluate")
     resources:
         mem_mb=scaled_resource("evaluate", "mem_mb", 4000),

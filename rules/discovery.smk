@@ -21,6 +21,8 @@ rule propose:
         seed=config["seed"],
     log:
         "results/{run}/logs/gen{g}/propose.log",
+    benchmark:
+        "results/{run}/benchmarks/gen{g}/propose.tsv"
     conda:
         "../envs/prefdisco.yaml"
     shell:
@@ -44,6 +46,8 @@ checkpoint validate:
         wall_seconds=config["sandbox"].get("wall_seconds", 60),
     log:
         "results/{run}/logs/gen{g}/validate.log",
+    benchmark:
+        "results/{run}/benchmarks/gen{g}/validate.tsv"
     conda:
         "../envs/prefdisco.yaml"
     shell:

@@ -3,11 +3,15 @@ rule reference:
         "results/{run}/reference/reference.json",
     params:
         source=config["reference"]["source"],
-        revision=lambda wildcards: config["reference"].get("revision") or "",
+        revision=lambda wildcards: (
+            f"--revision {config['reference']['revision']}" if config["reference"].get("revision") else ""
+        ),
     log:
         "results/{run}/logs/reference.log",
+    benchmark:
+        "results/{run}/benchmarks/reference.tsv"
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.reference --source {params.source:q} --revision {params.revision:q}"
+        "python -m prefdisco.reference --source {params.source:q} {params.revision}"
         " --output-dir results/{wildcards.run}/reference > {log} 2>&1"

@@ -15,6 +15,8 @@ rule train:
         training=training_options(),
     log:
         "results/{run}/logs/{unit}/train.log",
+    benchmark:
+        "results/{run}/benchmarks/{unit}/train.tsv"
     threads: threads_for("train")
     resources:
         mem_mb=scaled_resource("train", "mem_mb", 6000),
@@ -44,6 +46,8 @@ rule evaluate:
         device=config["training"].get("device", "auto"),
     log:
         "results/{run}/logs/{unit}/evaluate.log",
+    benchmark:
+        "results/{run}/benchmarks/{unit}/evaluate.tsv"
     threads: threads_for("evaluate")
     resources:
         mem_mb=scaled_resource("evaluate", "mem_mb", 4000),

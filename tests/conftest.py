@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures" / "archive"
+ARCHIVE = FIXTURES / "archive.jsonl"  # a small archive in the real schema, with every status
+REFERENCE = FIXTURES / "reference_eval.json"
 
 
 def build_tiny_model(folder: Path) -> Path:
@@ -34,3 +37,17 @@ def build_tiny_model(folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture
+def records() -> list[dict]:
+    from prefdisco.io import read_jsonl
+
+    return read_jsonl(ARCHIVE)
+
+
+@pytest.fixture
+def reference() -> dict:
+    from prefdisco.io import read_json
+
+    return read_json(REFERENCE)

@@ -20,21 +20,8 @@ import pytest
 from matplotlib import image as mpimg
 
 from prefdisco.figures import main, plot_fitness_over_generations, plot_objective_shapes, plot_reward_vs_kl
-from prefdisco.io import read_json, read_jsonl
 
-FIXTURES = Path(__file__).parent / "fixtures" / "archive"
-ARCHIVE = FIXTURES / "archive.jsonl"
-REFERENCE = FIXTURES / "reference_eval.json"
-
-
-@pytest.fixture
-def records() -> list[dict]:
-    return read_jsonl(ARCHIVE)
-
-
-@pytest.fixture
-def reference() -> dict:
-    return read_json(REFERENCE)
+from conftest import ARCHIVE, REFERENCE
 
 
 def assert_png(path: Path, min_width: int = 600, min_height: int = 400) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from prefdisco.io import read_json, read_jsonl
 from prefdisco.summary import (
     COLUMNS,
     error_headline,
@@ -21,19 +20,7 @@ from prefdisco.summary import (
     write_summary,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "archive"
-ARCHIVE = FIXTURES / "archive.jsonl"
-REFERENCE = FIXTURES / "reference_eval.json"
-
-
-@pytest.fixture
-def records() -> list[dict]:
-    return read_jsonl(ARCHIVE)
-
-
-@pytest.fixture
-def reference() -> dict:
-    return read_json(REFERENCE)
+from conftest import ARCHIVE, REFERENCE
 
 
 def test_table_ranks_ok_candidates_by_fitness(records):

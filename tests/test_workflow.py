@@ -39,9 +39,13 @@ def write_config(folder: Path, model_dir: Path, **overrides) -> Path:
     return path
 
 
+# Jobs run `python -m prefdisco...`: the interpreter running the tests must be the one they find on PATH.
+ENV = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+
+
 def snakemake(folder: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run([*SNAKEMAKE, "--directory", str(folder), *args], capture_output=True, text=True,
-                            timeout=TIMEOUT)
+                            timeout=TIMEOUT, env=ENV)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     return result
@@ -61,7 +65,7 @@ def outputs_with_mtimes(folder: Path) -> dict[str, float]:
 def finished_run(tmp_path_factory, tiny_model_dir) -> Path:
     folder = tmp_path_factory.mktemp("run")
     write_config(folder, tiny_model_dir)
-    snakemake(folder)
+    snakemake(folder, "all", "experiments")
     return folder
 
 
@@ -118,7 +122,7 @@ def test_raising_generations_reruns_nothing_old(finished_run, tiny_model_dir):
 def test_killed_run_resumes_without_redoing_finished_candidates(tmp_path, tiny_model_dir):
     write_config(tmp_path, tiny_model_dir, **{"discovery.generations": 1})
     process = subprocess.Popen([*SNAKEMAKE, "--directory", str(tmp_path)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+                               stderr=subprocess.DEVNULL, start_new_session=True, env=ENV)
     first_training = tmp_path / "results" / "tiny" / "gen0" / "cand0" / "train.json"
     deadline = time.monotonic() + TIMEOUT
     while not first_training.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -129,6 +133,7 @@ def test_killed_run_resumes_without_redoing_finished_candidates(tmp_path, tiny_m
     finished_mtime = first_training.stat().st_mtime
     assert not (tmp_path / "results" / "tiny" / "gen1" / "archive.jsonl").exists()
 
+    snakemake(tmp_path, "--unlock")  # a killed Snakemake leaves its lock behind, as it says itself
     snakemake(tmp_path, "--rerun-incomplete")
     assert first_training.stat().st_mtime == finished_mtime
     assert len(read_archive(tmp_path, 1)) == 4

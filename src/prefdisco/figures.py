@@ -32,9 +32,17 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from prefdisco.io import read_json, read_jsonl
+from prefdisco.io import read_jsonl
 from prefdisco.objectives import DISPLAY_NAMES
-from prefdisco.summary import FAILED_STATUSES, Record, finite, is_evaluated, metric, objective_label
+from prefdisco.summary import (
+    FAILED_STATUSES,
+    Record,
+    finite,
+    is_evaluated,
+    metric,
+    objective_label,
+    read_reference_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -444,9 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     records = read_jsonl(args.archive)
-    reference = read_json(args.reference_eval) if args.reference_eval else None
-    if reference is not None and "metrics" in reference:  # an evaluate-stage record: metrics are nested
-        reference = reference["metrics"]
+    reference = read_reference_metrics(args.reference_eval) if args.reference_eval else None
     plot_fitness_over_generations(records, args.fitness_figure)
     plot_objective_shapes(records, args.shapes_figure, top=args.top)
     plot_reward_vs_kl(records, reference, args.reward_kl_figure, annotate=args.top)

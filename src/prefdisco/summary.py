@@ -238,6 +238,12 @@ def _markdown_cell(value: Any, float_digits: int) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
+def read_reference_metrics(path: Path) -> dict:
+    """The reference model's metrics from its evaluate-stage record (or from a bare metrics file)."""
+    record = read_json(path)
+    return record.get("metrics", record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m prefdisco.summary", description=__doc__.splitlines()[0])
     parser.add_argument("--archive", required=True, type=Path, help="archive JSONL, one record per candidate")
@@ -248,9 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     records = read_jsonl(args.archive)
-    reference = read_json(args.reference_eval) if args.reference_eval else None
-    if reference is not None and "metrics" in reference:  # an evaluate-stage record: metrics are nested
-        reference = reference["metrics"]
+    reference = read_reference_metrics(args.reference_eval) if args.reference_eval else None
     write_summary(records, args.csv, args.markdown, reference=reference)
     return 0
 
