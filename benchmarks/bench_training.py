@@ -66,13 +66,13 @@ def main() -> int:
     plain = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
     dpo = load_objective(library_source("dpo"))
 
-    def ours() -> float:
+    def ours() -> tuple[float, float]:
         model = load_causal_lm(model_dir, device)
         started = time.monotonic()
-        train_objective(model, tokenizer, dataset, dpo, options, scratch / "ours")
-        return time.monotonic() - started
+        _, history = train_objective(model, tokenizer, dataset, dpo, options, scratch / "ours")
+        return time.monotonic() - started, history[-1]["train_runtime"]
 
-    def stock() -> float:
+    def stock() -> tuple[float, float]:
         from prefdisco.training import freeze_below_top_layers
 
         model = load_causal_lm(model_dir, device)
@@ -83,20 +83,25 @@ def main() -> int:
         started = time.monotonic()  # includes the reference model's load, which TRL does inside the trainer
         trainer = DPOTrainer(model=model, args=config, train_dataset=plain, processing_class=tokenizer)
         trainer.train()
-        return time.monotonic() - started
+        return time.monotonic() - started, trainer.state.log_history[-1]["train_runtime"]
 
-    times: dict[str, list[float]] = {"ours": [], "stock": []}
+    times: dict[str, list[tuple[float, float]]] = {"ours": [], "stock": []}
     for _ in range(args.repeats):
         times["ours"].append(ours())
         times["stock"].append(stock())
-    ours_s, stock_s = statistics.median(times["ours"]), statistics.median(times["stock"])
+    ours_s, stock_s = (statistics.median(t for t, _ in times[k]) for k in ("ours", "stock"))
+    ours_loop, stock_loop = (statistics.median(t for _, t in times[k]) for k in ("ours", "stock"))
     ratio = ours_s / stock_s
     scope = "full fine-tune" if args.trainable_layers is None else f"top {args.trainable_layers} layers"
     print(f"training benchmark: {args.steps} steps x {args.batch_size} pairs, {scope}, {device}, {args.threads} threads")
     print(f"  reference log-probs, once per run: {precompute_s:.1f} s")
-    print(f"  ours (precomputed reference):   {', '.join(f'{t:.1f}' for t in times['ours'])} s -> median {ours_s:.1f} s")
-    print(f"  stock TRL (live reference):     {', '.join(f'{t:.1f}' for t in times['stock'])} s -> median {stock_s:.1f} s")
-    print(f"  ratio ours / stock = {ratio:.2f} (target <= {TARGET}) -> {'PASS' if ratio <= TARGET else 'FAIL'}")
+    for name, label in (("ours", "ours (precomputed reference)"), ("stock", "stock TRL (live reference)")):
+        runs = ", ".join(f"{t:.1f}" for t, _ in times[name])
+        print(f"  {label:<32} whole training {runs} s; training loop alone (median) "
+              f"{ours_loop if name == 'ours' else stock_loop:.1f} s")
+    print(f"  training loop alone: ours / stock = {ours_loop / stock_loop:.2f}")
+    print(f"  whole candidate training (trainer set-up included): ours / stock = {ratio:.2f} "
+          f"(target <= {TARGET}) -> {'PASS' if ratio <= TARGET else 'FAIL'}")
     return 0
 
 

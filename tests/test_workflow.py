@@ -149,3 +149,28 @@ def test_config_errors_name_the_key_before_any_job(tmp_path, tiny_model_dir):
     write_config(tmp_path, tiny_model_dir, **{"discovery.populaton": 3})
     result = snakemake(tmp_path, check=False)
     assert result.returncode != 0 and "populaton" in result.stderr + result.stdout
+
+
+def test_hostile_candidates_are_recorded_invalid_and_the_generation_carries_on(tmp_path, tiny_model_dir):
+    """A replayed generation with a file-writing program, an infinite loop and one sound objective."""
+    hostile = REPO / "tests" / "hostile"
+    from prefdisco.objectives import library_source
+
+    transcript = [
+        {"generation": 1, "name": "objective", "thought": "write a file", "code": (hostile / "write_marker_open.py").read_text()},
+        {"generation": 1, "name": "objective", "thought": "never return", "code": (hostile / "infinite_loop.py").read_text()},
+        {"generation": 1, "name": "combined_exp_logistic_loss", "thought": "CELL", "code": library_source("cell")},
+    ]
+    (tmp_path / "transcript.json").write_text(json.dumps(transcript))
+    write_config(tmp_path, tiny_model_dir, **{
+        "discovery.generations": 1, "discovery.seed_objectives": ["dpo"],
+        "discovery.proposer": {"backend": "replay", "options": {"transcript": str(tmp_path / "transcript.json")}},
+        "sandbox.cpu_seconds": 3, "sandbox.wall_seconds": 10,
+    })
+    snakemake(tmp_path)
+    records = {r["id"]: r for r in read_archive(tmp_path, 1)}
+    assert records["g1-k0"]["status"] == "invalid" and "'open' is not allowed" in records["g1-k0"]["error"]
+    assert records["g1-k1"]["status"] == "invalid" and "infinite loop" in records["g1-k1"]["error"]
+    assert records["g1-k2"]["status"] == "ok" and records["g1-k2"]["fitness"] is not None
+    assert not Path("/tmp/prefdisco_pwned_write_marker_open").exists()
+    assert not (tmp_path / "results" / "tiny" / "gen1" / "cand0").exists()  # never reached training

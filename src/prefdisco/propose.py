@@ -17,7 +17,7 @@ from .objectives import LIBRARY, function_name, library_source
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("evolution",)
+BACKENDS = ("evolution", "replay")
 
 
 def seed_proposals(objective_names: list[str]) -> list[dict]:
@@ -42,6 +42,12 @@ def propose(generation: int, archive: list[dict], population: int, backend: str,
         from .proposers.evolution import EvolutionOptions, propose_evolution
 
         return propose_evolution(archive, generation, population, seed, EvolutionOptions(**options))
+    if backend == "replay":
+        from .proposers.replay import propose_replay
+
+        if "transcript" not in options:
+            raise ValueError("discovery.proposer.options.transcript: the replay backend needs a transcript file")
+        return propose_replay(options["transcript"], generation)
     raise ValueError(f"discovery.proposer.backend: {backend!r} is not one of {', '.join(BACKENDS)}")
 
 

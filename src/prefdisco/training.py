@@ -13,6 +13,7 @@ import logging
 import math
 import signal
 import threading
+from unittest import mock
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,6 +22,8 @@ import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from trl import DPOConfig, DPOTrainer
+from trl.trainer import dpo_trainer as dpo_trainer_module
+from trl.trainer.utils import add_fused_lm_head
 
 from .models import resolve_device, resolve_precision
 from .sandbox.loader import ObjectiveContext
@@ -65,7 +68,15 @@ class ObjectiveDPOTrainer(DPOTrainer):
     def __init__(self, *args, objective: Callable | None = None, objective_timeout: float = 60.0, **kwargs):
         self.objective = objective
         self.objective_timeout = objective_timeout
-        super().__init__(*args, **kwargs)
+        # Two pieces of TRL's set-up this trainer never uses, skipped: with precompute_ref_log_probs TRL hashes
+        # every weight to name its own log-prob cache (seconds for a small model, a minute for a 7B one), and
+        # its fused LM head computes entropy, mean logits and top-1 hits on every forward for metrics that
+        # _compute_loss below does not log.
+        with (
+            mock.patch.object(dpo_trainer_module, "hash_module", lambda module: "precomputed-by-prefdisco"),
+            mock.patch.object(dpo_trainer_module, "add_fused_lm_head", _log_probs_only_lm_head),
+        ):
+            super().__init__(*args, **kwargs)
         self.objective_context = ObjectiveContext(self.beta)
 
     def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
@@ -131,6 +142,10 @@ class ObjectiveDPOTrainer(DPOTrainer):
         metrics["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
         metrics["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())
         return (loss, outputs) if return_outputs else loss
+
+
+def _log_probs_only_lm_head(model, **kwargs) -> None:
+    add_fused_lm_head(model, **{**kwargs, "outputs": ("log_probs",)})
 
 
 @contextlib.contextmanager

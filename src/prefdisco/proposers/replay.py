@@ -1,0 +1,47 @@
+"""Replay proposer: re-propose a recorded transcript's objectives, generation by generation, with no LLM.
+
+A transcript is a JSON list or JSONL of proposals, each with ``generation``, ``name``, ``thought`` and ``code``
+(a previous run's ``archive.jsonl`` is one). Generation g of the new run replays the entries recorded for
+generation g, in their recorded order; generation 0 is never replayed (it is the seed archive).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..io import sha256_text
+
+
+def read_transcript(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"discovery.proposer.options.transcript: {path} does not exist")
+    text = path.read_text()
+    try:
+        entries = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not a JSON list or JSONL of proposals ({error})") from error
+    for number, entry in enumerate(entries):
+        missing = [key for key in ("generation", "name", "code") if key not in entry]
+        if missing:
+            raise ValueError(f"{path}: entry {number} lacks {missing}")
+    return entries
+
+
+def propose_replay(transcript: str | Path, generation: int) -> list[dict]:
+    """The transcript's proposals for ``generation``, as this run's proposal records."""
+    entries = [e for e in read_transcript(transcript) if int(e["generation"]) == generation]
+    proposals = []
+    for k, entry in enumerate(entries):
+        proposals.append({
+            "id": f"g{generation}-k{k}", "generation": generation, "candidate": k, "name": entry["name"],
+            "thought": entry.get("thought") or "", "code": entry["code"], "genome": entry.get("genome"),
+            "parents": [],
+            "proposer": {"backend": "replay", "model": (entry.get("proposer") or {}).get("model"),
+                         "temperature": None, "seed": None, "transcript": str(transcript),
+                         "replayed_id": entry.get("id")},
+            "prompt_hash": None, "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
+            "code_hash": sha256_text(entry["code"] or ""),
+        })
+    return proposals
