@@ -48,7 +48,7 @@ def run_evaluation(task_name: str, task_options: dict, reference_json: Path, hel
                 "wall_seconds": time.monotonic() - started}
     metrics = task.score(policy, None if policy_dir is None else reference, tokenizer, heldout, options, seed)
     return {"id": candidate_id, "status": "ok", "fitness": fitness(metrics, kl_penalty), "metrics": metrics,
-            "error": None, "kl_penalty": kl_penalty, "wall_seconds": time.monotonic() - started,
+            "error": None, "kl_penalty": kl_penalty, "sampling_seed": seed, "wall_seconds": time.monotonic() - started,
             "device_seconds": time.monotonic() - started if device.type == "cuda" else 0.0}
 
 

@@ -14,8 +14,6 @@ import statistics
 from dataclasses import dataclass
 from importlib import resources
 
-
-
 from ..sampling import Completion, completion_logps, sample_completions
 
 
@@ -151,19 +149,8 @@ def to_options(raw: dict) -> SentimentOptions:
     known = SentimentOptions.__dataclass_fields__
     unknown = set(raw) - set(known)
     if unknown:
-        raise ValueError(f"task options: unknown key(s) {sorted(unknown)} for task 'sentiment'")
+        raise ValueError(f"task.options: unknown key(s) {sorted(unknown)} for task 'sentiment'")
     return SentimentOptions(**raw)
-
-
-__all__ = [
-    "SentimentOptions",
-    "bundled_prompts",
-    "split_prompts",
-    "sentiment_reward",
-    "build_preference_pairs",
-    "score_policy",
-    "to_options",
-]
 
 
 def build(model, tokenizer, options: SentimentOptions, seed: int) -> tuple[list[dict], list[str]]:
