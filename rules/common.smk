@@ -18,7 +18,7 @@ wildcard_constraints:
 
 
 def as_json(value):
-    """A config section as one shell-quoted JSON argument."""
+    """A config section as compact JSON, for a rule to pass as one argument with {params.name:q}."""
     return json.dumps(value, separators=(",", ":"))
 
 
