@@ -18,7 +18,7 @@ wildcard_constraints:
 
 
 def as_json(value):
-    """A config section as compact JSON, for a rule to pass as one argument with {params.name:q}."""
+    """A config section as compact JSON: one shell argument once quoted with {params.name:q}."""
     return json.dumps(value, separators=(",", ":"))
 
 
