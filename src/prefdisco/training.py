@@ -14,7 +14,7 @@ import math
 import signal
 import threading
 from unittest import mock
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -284,7 +284,3 @@ def summarise_history(history: list[dict]) -> dict:
                 summary[key] = value
     summary["steps"] = max((e.get("step", 0) for e in history), default=0)
     return summary
-
-
-def options_to_dict(options: TrainingOptions) -> dict:
-    return asdict(options)
