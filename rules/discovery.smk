@@ -11,7 +11,8 @@ rule propose:
     input:
         previous_archive,
     output:
-        "results/{run}/gen{g}/proposals.json",
+        proposals="results/{run}/gen{g}/proposals.json",
+        transcripts=directory("results/{run}/gen{g}/transcripts"),
     params:
         archive=lambda wildcards, input: f"--archive {input[0]}" if input else "",
         seed_objectives=" ".join(config["discovery"]["seed_objectives"]),
@@ -19,6 +20,7 @@ rule propose:
         backend=config["discovery"]["proposer"]["backend"],
         options=as_json(config["discovery"]["proposer"].get("options", {})),
         seed=config["seed"],
+        cache=config["llm_cache"],
     log:
         "results/{run}/logs/gen{g}/propose.log",
     benchmark:
@@ -29,7 +31,7 @@ rule propose:
         "python -m prefdisco.propose --generation {wildcards.g} {params.archive}"
         " --seed-objectives {params.seed_objectives} --population {params.population}"
         " --backend {params.backend} --backend-options {params.options:q} --seed {params.seed}"
-        " --output {output} > {log} 2>&1"
+        " --transcripts {output.transcripts} --cache {params.cache:q} --output {output.proposals} > {log} 2>&1"
 
 
 checkpoint validate:

@@ -48,3 +48,31 @@ def test_unknown_keys_are_rejected_by_name():
     config["task"]["options"]["max_new_token"] = 3
     found = " ".join(errors(config))
     assert "'learnig_rate' was unexpected" in found and "'max_new_token' was unexpected" in found
+
+
+@pytest.mark.parametrize(("proposer", "expected"), [
+    ({"backend": "openai", "options": {"model": "gpt-4"}}, "discovery.proposer.options: 'base_url' is a required property"),
+    ({"backend": "openai", "options": {"base_url": "api.openai.com", "model": "gpt-4"}},
+     "discovery.proposer.options.base_url: 'api.openai.com' does not match"),
+    ({"backend": "openai", "options": {"base_url": "http://h/v1", "model": "m", "prices": {"inptu": 1}}},
+     "discovery.proposer.options.prices: Additional properties are not allowed ('inptu' was unexpected)"),
+    ({"backend": "replay"}, "discovery.proposer: 'options' is a required property"),
+    ({"backend": "transformers", "options": {"modle": "smollm2"}}, "discovery.proposer.options: Additional properties"),
+    ({"backend": "gpt"}, "discovery.proposer.backend: 'gpt' is not one of"),
+])
+def test_proposer_options_are_checked_per_backend(proposer, expected):
+    config = copy.deepcopy(DEFAULT)
+    config["discovery"]["proposer"] = proposer
+    assert any(e.startswith(expected) for e in errors(config)), errors(config)
+
+
+def test_llm_proposer_configs_pass():
+    config = copy.deepcopy(DEFAULT)
+    config["discovery"]["proposer"] = {"backend": "openai", "options": {
+        "base_url": "https://api.openai.com/v1", "model": "gpt-4", "api_key_env": "OPENAI_API_KEY",
+        "temperatures": [0.7, 1.0], "prices": {"input": 30.0, "output": 60.0}}}
+    assert errors(config) == []
+    config["discovery"]["proposer"] = {"backend": "transformers", "options": {"model": "smollm2", "max_tokens": 512}}
+    assert errors(config) == []
+    config["discovery"]["proposer"] = {"backend": "replay", "options": {"transcript": "paper"}}
+    assert errors(config) == []

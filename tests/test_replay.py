@@ -34,3 +34,15 @@ def test_transcript_errors_name_the_file(tmp_path):
         read_transcript(bad)
     with pytest.raises(ValueError, match="needs a transcript file"):
         propose(1, [], 2, "replay", 0, {})
+
+
+def test_bundled_paper_transcript_replays_the_discoveries_one_per_generation():
+    from prefdisco.objectives import DISCOVERED_OBJECTIVES, function_name, library_source
+
+    replayed = [propose_replay("paper", g) for g in range(1, 9)]
+    assert [len(p) for p in replayed] == [1] * 7 + [0]
+    names = [p[0]["name"] for p in replayed[:7]]
+    assert sorted(names) == sorted(function_name(library_source(o)) for o in DISCOVERED_OBJECTIVES)
+    assert names[0] == function_name(library_source("dbaql")) and names[5] == "log_ratio_modulated_loss"
+    assert replayed[5][0]["code"] == library_source("lrml")
+    assert "Table 1" in replayed[5][0]["thought"] and replayed[5][0]["proposer"]["backend"] == "replay"

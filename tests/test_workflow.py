@@ -174,3 +174,89 @@ def test_hostile_candidates_are_recorded_invalid_and_the_generation_carries_on(t
     assert records["g1-k2"]["status"] == "ok" and records["g1-k2"]["fitness"] is not None
     assert not Path("/tmp/prefdisco_pwned_write_marker_open").exists()
     assert not (tmp_path / "results" / "tiny" / "gen1" / "cand0").exists()  # never reached training
+
+
+def _llm_proposer(url: str, **options) -> dict:
+    return {"backend": "openai", "options": {"base_url": url, "model": "scripted", "timeout_seconds": 20,
+                                             "max_retries": 2, "backoff_seconds": 0.05, **options}}
+
+
+def test_llm_generation_records_faults_and_feeds_errors_to_the_next_prompt(tmp_path, tiny_model_dir):
+    """Two generations of three, proposed over HTTP by a scripted OpenAI-compatible server on loopback.
+
+    Generation 1: a file-writing program (a valid reply, rejected by the sandbox), an HTTP 500 followed by two
+    garbage replies (retried, re-asked once, given up), and a sound objective. Generation 2: a sound objective, a
+    behavioural duplicate and an import of os. Generation 2's prompts must carry generation 1's errors. Then, with
+    the server gone, re-proposing generation 2 asks nothing: the reply cache answers and the proposals are the same.
+    """
+    from prefdisco.objectives import library_source
+    from servers.openai_compatible import ScriptedServer
+
+    def reply(name: str, code: str) -> tuple[int, str, float]:
+        return 200, json.dumps({"thought": f"try {name}", "name": name, "code": code}), 0.0
+
+    script = [
+        reply("objective", (REPO / "tests" / "hostile" / "write_marker_open.py").read_text()),
+        (500, "overloaded", 0.0), (200, "Sure! Here is a loss: hinge.", 0.0), (200, "still no JSON", 0.0),
+        reply("combined_exp_logistic_loss", library_source("cell")),
+        reply("adaptive_quantile_loss", library_source("aql")),
+        reply("cell_again", library_source("cell").replace("combined_exp_logistic_loss", "cell_again")),
+        reply("os_loss", "import os\n" + library_source("dpo")),
+    ]
+    with ScriptedServer(script) as server:
+        write_config(tmp_path, tiny_model_dir, **{
+            "discovery.generations": 2, "discovery.population": 3, "discovery.seed_objectives": ["dpo"],
+            "discovery.proposer": _llm_proposer(server.url, prices={"input": 10.0, "output": 30.0}),
+        })
+        snakemake(tmp_path)
+        requests = list(server.requests)
+
+    records = {r["id"]: r for r in read_archive(tmp_path, 2)}
+    assert records["g1-k0"]["status"] == "invalid" and "'open' is not allowed" in records["g1-k0"]["error"]
+    assert records["g1-k1"]["status"] == "invalid"
+    assert records["g1-k1"]["error"].startswith("no code: malformed reply after one corrective re-ask")
+    assert records["g1-k2"]["status"] == "ok" and records["g1-k2"]["fitness"] is not None
+    assert records["g2-k0"]["status"] == "ok" and records["g2-k0"]["name"] == "adaptive_quantile_loss"
+    assert records["g2-k1"]["status"] == "duplicate" and records["g2-k1"]["duplicate_of"] == "g1-k2"
+    assert records["g2-k2"]["status"] == "invalid" and "os" in records["g2-k2"]["error"]
+    assert records["g1-k2"]["usage"] == {"prompt_tokens": 100, "completion_tokens": 20, "cost_usd": 0.0016,
+                                         "cached": False}
+    assert len(requests) == 8
+    for request in requests[5:]:  # every prompt of generation 2 carries generation 1's outcomes
+        prompt = request["messages"][1]["content"]
+        assert "'open' is not allowed" in prompt and "Error: no code: malformed reply" in prompt
+        assert f"Fitness: {records['g1-k2']['fitness']:.4f}" in prompt
+    transcripts = tmp_path / "results" / "tiny" / "gen1" / "transcripts"
+    assert "HTTP 500" in (transcripts / "g1-k1.md").read_text()
+    assert not Path("/tmp/prefdisco_pwned_write_marker_open").exists()
+    summary = (tmp_path / "results" / "tiny" / "summary.md").read_text()
+    assert "Proposer usage: 6 LLM proposals, 700 prompt + 140 completion tokens, $0.0112." in summary
+
+    proposals = tmp_path / "results" / "tiny" / "gen2" / "proposals.json"
+    before = json.loads(proposals.read_text())
+    snakemake(tmp_path, "--forcerun", str(proposals.relative_to(tmp_path)))  # nobody listens there any more
+    after = json.loads(proposals.read_text())
+    assert [(p["code"], p["thought"]) for p in after] == [(p["code"], p["thought"]) for p in before]
+    assert all(p["usage"]["cached"] for p in after)
+    log = (tmp_path / "results" / "tiny" / "logs" / "gen2" / "propose.log").read_text()
+    assert "3 of 3 proposals answered from the reply cache" in log
+
+
+def test_llm_generation_against_a_real_llama_server(tmp_path, tiny_model_dir, llama_url):
+    """A real workflow generation proposed by SmolLM2-135M behind llama.cpp's OpenAI-compatible server."""
+    write_config(tmp_path, tiny_model_dir, **{
+        "discovery.generations": 1, "discovery.population": 2, "discovery.seed_objectives": ["dpo"],
+        "discovery.proposer": {"backend": "openai", "options": {
+            "base_url": llama_url, "model": "smollm2", "max_tokens": 256, "temperature": 0.7,
+            "timeout_seconds": 120, "max_retries": 1, "context_best": 1, "context_recent": 1}},
+    })
+    snakemake(tmp_path)
+    records = read_archive(tmp_path, 1)
+    assert [r["id"] for r in records] == ["g0-k0", "g1-k0", "g1-k1"]
+    for record in records[1:]:
+        assert record["proposer"]["backend"] == "openai" and record["proposer"]["model"] == "smollm2"
+        assert record["usage"]["prompt_tokens"] > 0 and record["usage"]["completion_tokens"] > 0
+        assert record["status"] in {"ok", "invalid", "duplicate", "train_failed", "eval_failed"}
+        assert record["status"] == "ok" or record["error"]
+        transcript = tmp_path / "results" / "tiny" / "gen1" / "transcripts" / f"{record['id']}.md"
+        assert "## reply 0" in transcript.read_text()

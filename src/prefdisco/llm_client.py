@@ -154,9 +154,23 @@ class ChatClient:
         self.client = OpenAI(base_url=options.base_url, api_key=api_key, max_retries=0,
                              timeout=options.timeout_seconds)
 
+    backend = "openai"
+
+    @property
+    def model_name(self) -> str:
+        return self.options.model
+
+    @property
+    def base_url(self) -> str:
+        return self.options.base_url
+
+    @property
+    def default_temperature(self) -> float:
+        return self.options.temperature
+
     @property
     def description(self) -> str:
-        return f"{self.options.model} at {self.options.base_url}"
+        return f"{self.options.model} at {self.options.base_url} (temperature {self.options.temperature})"
 
     def complete(self, messages: list[dict], *, temperature: float | None = None, max_tokens: int | None = None,
                  sample: str = "", note: Callable[[str], None] = _quiet) -> Completion:

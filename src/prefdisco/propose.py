@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import fields
 from pathlib import Path
 
 from .cli import json_option, setup_logging
@@ -17,7 +18,8 @@ from .objectives import LIBRARY, function_name, library_source
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("evolution", "replay")
+LLM_BACKENDS = ("openai", "transformers")
+BACKENDS = ("evolution", "replay", *LLM_BACKENDS)
 
 
 def seed_proposals(objective_names: list[str]) -> list[dict]:
@@ -36,19 +38,65 @@ def seed_proposals(objective_names: list[str]) -> list[dict]:
     return proposals
 
 
-def propose(generation: int, archive: list[dict], population: int, backend: str, seed: int,
-            options: dict) -> list[dict]:
+def propose(generation: int, archive: list[dict], population: int, backend: str, seed: int, options: dict,
+            transcript_dir: Path | None = None, cache_dir: Path | None = None) -> list[dict]:
+    """Generation ``generation``'s proposals from ``backend``; LLM backends write one transcript per candidate into
+    ``transcript_dir`` and keep their replies in the reply cache under ``cache_dir``."""
     if backend == "evolution":
         from .proposers.evolution import EvolutionOptions, propose_evolution
 
-        return propose_evolution(archive, generation, population, seed, EvolutionOptions(**options))
+        return propose_evolution(archive, generation, population, seed, _options(EvolutionOptions, options))
     if backend == "replay":
         from .proposers.replay import propose_replay
 
         if "transcript" not in options:
-            raise ValueError("discovery.proposer.options.transcript: the replay backend needs a transcript file")
+            raise ValueError("discovery.proposer.options.transcript: the replay backend needs a transcript file "
+                             "(or 'paper' for the bundled replay of the paper's discoveries)")
         return propose_replay(options["transcript"], generation)
+    if backend in LLM_BACKENDS:
+        from .llm_client import ReplyCache
+        from .proposers.llm import ProtocolOptions, propose_llm
+
+        protocol_keys = {f.name for f in fields(ProtocolOptions)}
+        protocol = _options(ProtocolOptions, {k: v for k, v in options.items() if k in protocol_keys})
+        model_options = {k: v for k, v in options.items() if k not in protocol_keys}
+        cache = ReplyCache(cache_dir)
+        if backend == "openai":
+            from .llm_client import ChatClient, EndpointOptions
+
+            # The paper asks GPT-4 for a JSON object; servers that cannot do JSON mode fall back by themselves.
+            chat = ChatClient(_options(EndpointOptions, {"json_mode": True, **model_options}), cache)
+        else:
+            from .proposers.local_model import LocalChat, LocalModelOptions
+
+            chat = LocalChat(_options(LocalModelOptions, model_options), cache)
+        if transcript_dir is None:
+            raise ValueError(f"the {backend} proposer needs a transcript folder")
+        return propose_llm(chat, archive, generation, population, seed, protocol, transcript_dir)
     raise ValueError(f"discovery.proposer.backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+
+
+def _options(cls, options: dict):
+    """``cls(**options)``, with an error that names the config keys a backend does not know or still needs."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"discovery.proposer.options: unknown key(s) {unknown}; this backend takes {sorted(known)}")
+    try:
+        return cls(**options)
+    except TypeError as error:
+        raise ValueError(f"discovery.proposer.options: {error}") from None
+
+
+def usage_line(proposals: list[dict]) -> str:
+    """Tokens and cost of a generation's proposals, for the log (the archive keeps them per proposal)."""
+    usages = [p.get("usage") or {} for p in proposals]
+    prompt = sum(u.get("prompt_tokens", 0) for u in usages)
+    completion = sum(u.get("completion_tokens", 0) for u in usages)
+    cost = sum(u.get("cost_usd", 0.0) for u in usages)
+    cached = sum(1 for u in usages if u.get("cached"))
+    return (f"proposer usage: {prompt} prompt + {completion} completion tokens, ${cost:.4f}"
+            f" ({cached} of {len(proposals)} proposals answered from the reply cache)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", default="evolution")
     parser.add_argument("--backend-options", type=json_option, default={})
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--transcripts", type=Path, default=None, help="folder for the LLM conversations (created)")
+    parser.add_argument("--cache", type=Path, default=None, help="folder of the LLM reply cache, shared by runs")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
@@ -72,11 +122,17 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if args.archive is None:
             parser.error(f"generation {args.generation} needs --archive (the archive of generation {args.generation - 1})")
-        proposals = propose(args.generation, read_jsonl(args.archive), args.population, args.backend, args.seed,
-                            args.backend_options)
+        try:
+            proposals = propose(args.generation, read_jsonl(args.archive), args.population, args.backend, args.seed,
+                                args.backend_options, args.transcripts, args.cache)
+        except (ValueError, FileNotFoundError) as error:
+            parser.error(str(error))
     for proposal in proposals:
         proposal.setdefault("code_hash", sha256_text(proposal.get("code") or ""))
+    if args.transcripts is not None:
+        args.transcripts.mkdir(parents=True, exist_ok=True)
     write_json(args.output, proposals)
+    log.info("%s", usage_line(proposals))
     for proposal in proposals:
         log.info("%s %s: %s", proposal["id"], proposal["name"], proposal["thought"])
 

