@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from prefdisco.objectives import LIBRARY, library_source
-from prefdisco.sandbox import checks, runner
+from prefdisco.sandbox import checks, landlock, runner
 from prefdisco.sandbox.loader import ObjectiveContext, _restricted_import, load_objective
 from prefdisco.sandbox.policy import PolicyViolation, check_source
 from prefdisco.sandbox.runner import SandboxLimits, validate_programs
@@ -377,6 +378,31 @@ def test_child_drops_root_and_loses_the_network(monkeypatch: pytest.MonkeyPatch)
         port = server.getsockname()[1]
         record = run_stand_in(monkeypatch, lambda: socket.create_connection(("127.0.0.1", port), timeout=2), armed=False)
     assert not record["error"].startswith("completed"), record["error"]  # the parent's loopback is unreachable
+
+
+@pytest.mark.skipif(landlock.abi_version() == 0, reason="the kernel has no Landlock")
+def test_kernel_walls_hold_past_the_policy_and_the_audit_hook(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Unarmed stand-ins (as if code slipped past both Python-level layers) still cannot read outside, through
+    Python or through torch's C++ file access, nor open a TCP connection, as root or not."""
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"\x01\x02\x03\x04" * 4)
+    for action in (lambda: open(secret, "rb").read(), lambda: torch.from_file(str(secret), size=4, dtype=torch.uint8),
+                   lambda: os.listdir(tmp_path), lambda: open("/etc/hostname").read()):
+        record = run_stand_in(monkeypatch, action, armed=False)
+        assert record["error"].startswith(("PermissionError", "RuntimeError")), record["error"]
+        assert "completed" not in record["error"]
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        record = run_stand_in(monkeypatch, lambda: socket.socket().connect(("127.0.0.1", port)), armed=False)
+    assert record["error"].startswith(("PermissionError", "OSError")), record["error"]
+
+    # Still allowed: torch's own files (lazily loaded libraries, sources for tracebacks) and the private folder.
+    torch_init = os.path.join(os.path.dirname(torch.__file__), "__init__.py")
+    record = run_stand_in(monkeypatch, lambda: (len(open(torch_init).read()) > 0, open("empty", "w").close()), armed=False)
+    assert record["error"] == "completed: (True, None)", record["error"]
 
 
 def test_huge_output_on_stdout_and_stderr_goes_nowhere(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:

@@ -6,8 +6,10 @@ Layers, outermost first:
    are never forked for;
 2. a forked child per candidate (up to ``workers`` at a time) that, before touching the code: points fds
    0-2 at /dev/null and closes every other inherited fd, uses one torch thread, leaves the network namespace
-   (when permitted), moves into an empty temporary directory, drops root to nobody (when root), and sets
-   RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE=0, RLIMIT_NPROC=0 and RLIMIT_CORE=0;
+   (when permitted), moves into an empty temporary directory, confines itself with Landlock (reads only
+   beneath the Python installation and system libraries, writes only in that directory, no TCP, no signals
+   out; see sandbox.landlock), drops root to nobody (when root), and sets RLIMIT_CPU, RLIMIT_AS,
+   RLIMIT_FSIZE=0, RLIMIT_NPROC=0 and RLIMIT_CORE=0;
 3. the constrained loader (bare namespace, safe builtins, import of allowed loaded modules only);
 4. an audit hook, armed only around calls into candidate code, that blocks every audited event there
    (open, os.*, subprocess.*, socket.*, ctypes.*, import, exec, compile, object.__getattr__ ...): normal
@@ -41,7 +43,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional  # noqa: F401 -- loaded before forking, so children never import
 
-from prefdisco.sandbox import checks
+from prefdisco.sandbox import checks, landlock
 from prefdisco.sandbox.policy import PolicyViolation, check_source
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,11 @@ NOBODY = 65534
 # Audited events torch internals may raise harmlessly; everything else is blocked while armed.
 HARMLESS_EVENTS = frozenset({"builtins.id", "sys._getframe"})
 READ_CHUNK = 65536
+# All a child may read once Landlock is on: the Python installation and system libraries, which torch or Python
+# may load lazily (a shared library, a module's source for a traceback). Not /etc, /home, /root, /tmp, the project
+# or the run folder.
+RUNTIME_READABLE = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(torch.__file__)),
+                           "/usr/lib", "/usr/lib64", "/lib", "/lib64"})
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -322,6 +329,7 @@ def _isolate(limits: SandboxLimits, write_fd: int, workdir: str) -> int:
     if _libc.unshare(CLONE_NEWNET) != 0:
         pass  # not permitted (no CAP_SYS_ADMIN): the audit hook still blocks sockets
     os.chdir(workdir)
+    landlock.restrict(readable=RUNTIME_READABLE, writable=[workdir])
     if os.geteuid() == 0:
         try:
             os.chown(workdir, NOBODY, NOBODY)
