@@ -260,3 +260,18 @@ def test_llm_generation_against_a_real_llama_server(tmp_path, tiny_model_dir, ll
         assert record["status"] == "ok" or record["error"]
         transcript = tmp_path / "results" / "tiny" / "gen1" / "transcripts" / f"{record['id']}.md"
         assert "## reply 0" in transcript.read_text()
+
+
+def test_llm_generation_with_the_server_down_is_recorded_and_the_run_finishes(tmp_path, tiny_model_dir):
+    from servers.openai_compatible import free_port
+
+    write_config(tmp_path, tiny_model_dir, **{
+        "discovery.generations": 1, "discovery.population": 2, "discovery.seed_objectives": ["dpo"],
+        "discovery.proposer": _llm_proposer(f"http://127.0.0.1:{free_port()}/v1"),
+    })
+    snakemake(tmp_path)
+    records = read_archive(tmp_path, 1)
+    assert [r["status"] for r in records] == ["ok", "invalid", "invalid"]
+    for record in records[1:]:
+        assert record["error"].startswith("no code: proposer request failed: APIConnectionError")
+    assert (tmp_path / "results" / "tiny" / "summary.md").is_file()
