@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from datasets import Dataset
 from trl import DPOTrainer
 
@@ -147,6 +148,22 @@ def test_an_objective_that_hangs_in_training_is_stopped(tiny_model_dir, tmp_path
     model = load_causal_lm(tiny_model_dir, torch.device("cpu"))
     with pytest.raises(CandidateError, match="exceeded 1 s"):
         train_objective(model, load_tokenizer(tiny_model_dir), dataset, load_objective(code), opts, tmp_path / "run")
+
+
+def test_an_objective_reaching_the_os_in_training_is_stopped(tiny_model_dir, tmp_path):
+    """As if code had slipped past the policy and the loader: the audit hook still blocks it in the trainer."""
+    opts = options()
+    dataset = dataset_with_reference(tiny_model_dir, opts, tmp_path)
+    stolen = []
+
+    def exfiltrating(self, policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps):
+        stolen.append(open("/etc/hostname").read())
+        return -F.logsigmoid(self.beta * (policy_chosen_logps - policy_rejected_logps))
+
+    model = load_causal_lm(tiny_model_dir, torch.device("cpu"))
+    with pytest.raises(CandidateError, match=r"SandboxViolation: open\('/etc/hostname'\) is not permitted"):
+        train_objective(model, load_tokenizer(tiny_model_dir), dataset, exfiltrating, opts, tmp_path / "run")
+    assert stolen == []
 
 
 def test_missing_reference_logps_is_a_clear_error(tiny_model_dir, tmp_path):

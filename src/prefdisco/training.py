@@ -26,6 +26,7 @@ from trl.trainer import dpo_trainer as dpo_trainer_module
 from trl.trainer.utils import add_fused_lm_head
 
 from .models import resolve_device, resolve_precision
+from .sandbox.audit import AuditGuard
 from .sandbox.loader import ObjectiveContext
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class ObjectiveDPOTrainer(DPOTrainer):
     def __init__(self, *args, objective: Callable | None = None, objective_timeout: float = 60.0, **kwargs):
         self.objective = objective
         self.objective_timeout = objective_timeout
+        # Validation ran this code in the sandbox; here, in the training process, the static policy and the
+        # constrained loader hold it, and the audit hook blocks anything that reaches the OS during a call.
+        self.audit_guard = AuditGuard() if objective is not None else None
         # Two pieces of TRL's set-up this trainer never uses, skipped: with precompute_ref_log_probs TRL hashes
         # every weight to name its own log-prob cache (seconds for a small model, a minute for a 7B one), and
         # its fused LM head computes entropy, mean logits and top-1 hits on every forward for metrics that
@@ -118,7 +122,7 @@ class ObjectiveDPOTrainer(DPOTrainer):
         ref_rejected = inputs["ref_rejected_logps"].to(rejected_logps)
 
         try:
-            with time_limit(self.objective_timeout):
+            with time_limit(self.objective_timeout), self.audit_guard.armed():
                 losses = self.objective(self.objective_context, chosen_logps, rejected_logps, ref_chosen, ref_rejected)
         except CandidateError:
             raise

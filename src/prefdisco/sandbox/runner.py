@@ -38,12 +38,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional  # noqa: F401 -- loaded before forking, so children never import
 
 from prefdisco.sandbox import checks, landlock
+from prefdisco.sandbox.audit import AuditGuard
 from prefdisco.sandbox.policy import PolicyViolation, check_source
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ log = logging.getLogger(__name__)
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
 NOBODY = 65534
-# Audited events torch internals may raise harmlessly; everything else is blocked while armed.
-HARMLESS_EVENTS = frozenset({"builtins.id", "sys._getframe"})
 READ_CHUNK = 65536
 # All a child may read once Landlock is on: the Python installation and system libraries, which torch or Python
 # may load lazily (a shared library, a module's source for a traceback). Not /etc, /home, /root, /tmp, the project
@@ -268,33 +267,6 @@ def _finish(candidate_id: str, result: dict[str, Any], elapsed: float) -> dict[s
 
 
 # ---- child side ------------------------------------------------------------------------------------------------
-
-
-class AuditGuard:
-    """An audit hook that blocks every audited event (bar a harmless few) while armed, and records it."""
-
-    def __init__(self) -> None:
-        self.violations: list[str] = []
-        self._armed = False
-        self._allowed = HARMLESS_EVENTS
-        sys.addaudithook(self._hook)  # cannot be removed: fine, the child exits after one candidate
-
-    @contextlib.contextmanager
-    def armed(self, allow: frozenset[str] = frozenset()) -> Iterator[None]:
-        self._allowed = HARMLESS_EVENTS | allow
-        self._armed = True
-        try:
-            yield
-        finally:
-            self._armed = False
-
-    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
-        if not self._armed or event in self._allowed:
-            return
-        detail = f"{event}({args[0]!r})" if args and isinstance(args[0], (str, bytes, int)) else event
-        message = f"{detail[:200]} is not permitted in the sandbox"
-        self.violations.append(message)
-        raise checks.SandboxViolation(message)
 
 
 def _child_main(code: str, beta: float, limits: SandboxLimits, write_fd: int, workdir: str) -> None:
