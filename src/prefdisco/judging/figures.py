@@ -62,9 +62,11 @@ def plot_mt_bench_radar(records: Sequence[dict], reference_metrics: dict | None,
         from matplotlib.figure import Figure
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-        fig = Figure(figsize=(7.5, 6.5), dpi=150)
+        fig = Figure(figsize=(7.5, 8.0), dpi=150)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(projection="polar")
+        ax.set_theta_offset(math.pi / 2)  # first category on top, clockwise, as FastChat's radar
+        ax.set_theta_direction(-1)
         angles = np.linspace(0, 2 * math.pi, len(categories), endpoint=False).tolist()
         for label, scores in series:
             values = [scores.get(c, np.nan) for c in categories]
@@ -74,8 +76,8 @@ def plot_mt_bench_radar(records: Sequence[dict], reference_metrics: dict | None,
         ax.set_xticks(angles)
         ax.set_xticklabels([c.capitalize() for c in categories])
         ax.set_ylim(0, 10)
-        ax.set_title("MT-Bench score per category (single-answer grading, 1-10)")
-        ax.legend(loc="upper right", bbox_to_anchor=(1.35, 1.1), fontsize=8)
+        fig.suptitle("MT-Bench score per category (single-answer grading, 1-10)")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2, fontsize=8, frameon=False)
     _save(fig, path)
     return {"categories": categories, "series": {label: scores for label, scores in series}}
 
@@ -100,9 +102,9 @@ def plot_lc_win_rate(table: pd.DataFrame, path: str | Path) -> dict[str, Any]:
         ax.set_xticklabels(part["objective"], rotation=45, ha="right")
         ax.set_ylabel("LC win rate (%)")
         ax.set_title(f"AlpacaEval 2.0 vs {reference}")
-        low = float((part["lc_win_rate"] - errors).min())
-        high = float((part["lc_win_rate"] + errors).max())
-        ax.set_ylim(max(0.0, low - 0.1 * (high - low + 1)), high + 0.1 * (high - low + 1))
+        ax.set_ylim(0.0, min(100.0, 1.15 * float((part["lc_win_rate"] + errors).max()) + 1.0))
+        for x, value in enumerate(part["lc_win_rate"]):
+            ax.annotate(f"{value:.1f}", (x, value), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
         drawn[reference] = list(zip(part["objective"], part["lc_win_rate"]))
     _save(fig, path)
     return {"references": references, "bars": drawn}
