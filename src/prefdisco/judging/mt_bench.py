@@ -7,6 +7,8 @@ message, then the filled template) and sent at temperature 0 to an OpenAI-compat
 :class:`prefdisco.llm_client.ChatClient`, whose content-addressed cache means a re-score never pays twice. The
 rating is read with FastChat's ``[[rating]]`` pattern, then its ``[rating]`` fallback, and is -1 when neither
 matches. Judgments are written in FastChat's ``model_judgment`` JSONL schema, so its ``show_result.py`` reads them.
+The reference answers are GPT-4's (``reference_answer/gpt-4.jsonl``, the only ones pinned) whatever the judge;
+FastChat would look for a file named after the judge model.
 
 Scores follow ``show_result.py``: judgments rated -1 are left out; turn 1, turn 2, overall (both turns) and per
 category (both turns, as in FastChat's radar plot).
