@@ -6,7 +6,9 @@ loopback as the judge of both. Its ratings are poor; the plumbing, parsing, cach
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,9 +17,11 @@ import yaml
 
 from loopback import free_port, llama_server
 from prefdisco.judging.mt_bench import parse_rating
-from test_workflow import ENV, SNAKEMAKE, TIMEOUT
-
 REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "2"]
+TIMEOUT = 900
+# Jobs run `python -m prefdisco...`: the interpreter running the tests must be the one they find on PATH.
+ENV = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
 FIXTURES = REPO / "tests" / "fixtures" / "judging"
 MODELS = ["reference", "gen0/cand0", "gen1/cand0"]
 
