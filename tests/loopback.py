@@ -24,7 +24,7 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 _LAUNCHER = """
 import runpy, llama_cpp
@@ -85,13 +85,15 @@ def llama_server(n_ctx: int = 4096, threads: int = 2, ready_seconds: float = 90)
 
 
 class ScriptedJudge:
-    """Answers /v1/chat/completions from a script of (status, content or error message); keeps every request.
+    """Answers /v1/chat/completions from a script of (status, content or error message), or from a function of the
+    request that returns one; keeps every request.
 
     A 200 reply carries top_logprobs when the request asked for them: ``logprobs`` maps tokens to log-probs.
     """
 
-    def __init__(self, script: list[tuple[int, str]], logprobs: dict[str, float] | None = None):
-        self.script = list(script)
+    def __init__(self, script: list[tuple[int, str]] | Callable[[dict], tuple[int, str]],
+                 logprobs: dict[str, float] | None = None):
+        self.script = script if callable(script) else list(script)
         self.requests: list[dict] = []
         judge = self
 
@@ -103,7 +105,10 @@ class ScriptedJudge:
                 length = int(self.headers.get("Content-Length") or 0)
                 request = json.loads(self.rfile.read(length) or b"{}")
                 judge.requests.append(request)
-                status, content = judge.script.pop(0) if judge.script else (500, "script exhausted")
+                if callable(judge.script):
+                    status, content = judge.script(request)
+                else:
+                    status, content = judge.script.pop(0) if judge.script else (500, "script exhausted")
                 if status == 200:
                     choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
                     if request.get("logprobs") and logprobs:

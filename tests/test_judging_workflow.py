@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from loopback import free_port, llama_server
+from loopback import ScriptedJudge, free_port, llama_server
+from prefdisco.judging.figures import plot_mt_bench_radar
 from prefdisco.judging.mt_bench import parse_rating
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "2"]
@@ -149,3 +150,39 @@ def test_rescoring_makes_no_judge_call(chat_run, tiny_model_dir):
         metrics = json.loads((path.parent / "metrics.json").read_text())
         assert metrics["judge"]["calls"] == 0 and metrics["judge"]["cache_hits"] == 3
         assert [a["preference"] for a in json.loads(path.read_text())] == preferences
+
+
+def test_mt_bench_score_is_the_fitness(tmp_path, tiny_model_dir):
+    """The 135M judge rarely writes a rating; a scripted judge on loopback does, in FastChat's format, so that the
+    score travels the whole way: scores -> evaluation (reward, fitness) -> archive -> summary and radar."""
+
+    def rate(request: dict) -> tuple[int, str]:
+        prompt = request["messages"][-1]["content"]
+        return 200, f"A fair answer. Rating: [[{1 + sum(map(ord, prompt)) % 10}]]"
+
+    with ScriptedJudge(rate) as judge:
+        config_path = write_chat_config(tmp_path, tiny_model_dir, judge.url)
+        config = yaml.safe_load(config_path.read_text())
+        config["benchmarks"]["alpaca_eval"]["held_out"] = False
+        config["discovery"]["population"] = 2
+        config["benchmarks"]["mt_bench"]["answers"]["question_ids"] = None  # all three: a radar needs 3 categories
+        config_path.write_text(yaml.safe_dump(config))
+        snakemake(tmp_path)
+    results = tmp_path / "results" / "chat"
+    archive = lines(results / "gen1" / "archive.jsonl")
+    evaluated = [r for r in archive if r["status"] == "ok"]
+    assert [r["id"] for r in archive][:1] == ["g0-k0"] and len(evaluated) >= 2
+    for record in evaluated:
+        unit = f"gen{record['generation']}/cand{record['candidate']}"
+        scores = json.loads((results / unit / "mt_bench" / "scores.json").read_text())
+        assert 1 <= scores["score"] <= 10 and record["fitness"] == pytest.approx(scores["score"])
+        assert record["metrics"]["reward"] == scores["score"] and set(scores["categories"]) == {"writing", "math", "stem"}
+    summary = pd.read_csv(results / "summary.csv")
+    best = max(evaluated, key=lambda r: r["fitness"])
+    assert summary.iloc[0]["id"] == best["id"] and summary.iloc[0]["fitness"] == pytest.approx(best["fitness"])
+    reference = json.loads((results / "reference" / "eval.json").read_text())
+    assert reference["status"] == "ok" and reference["metrics"]["kl"] == 0.0 and 1 <= reference["fitness"] <= 10
+    radar = plot_mt_bench_radar(archive, reference["metrics"], tmp_path / "radar.png")  # what the rule drew
+    assert radar["categories"] == ["writing", "math", "stem"] and "SFT reference" in radar["series"]
+    assert (results / "figures" / "mt_bench_radar.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (results / "alpaca_eval").exists()  # not asked for
