@@ -17,6 +17,7 @@ include: "rules/discovery.smk"
 include: "rules/train_evaluate.smk"
 include: "rules/experiments.smk"
 include: "rules/outputs.smk"
+include: "rules/judging.smk"
 
 
 rule all:

@@ -1,5 +1,6 @@
 # Helpers and input functions; the config is validated here, before any job runs.
 import json
+import re
 
 from snakemake.utils import validate
 
@@ -92,4 +93,88 @@ def all_targets():
         f"{final}/figures/fitness_over_generations.png",
         f"{final}/figures/objective_shapes.png",
         f"{final}/figures/reward_vs_kl.png",
-    ]
+    ] + judging_targets()
+
+
+# --- judged benchmarks: MT-Bench as the fitness, AlpacaEval 2.0 held out (rules/judging.smk) ----------------------
+
+BENCHMARKS = config.get("benchmarks", {})
+MT_BENCH = BENCHMARKS.get("mt_bench", {})
+ALPACA_EVAL = BENCHMARKS.get("alpaca_eval", {})
+MT_BENCH_FITNESS = config["fitness"].get("benchmark", "task") == "mt_bench"
+ALPACA_EVAL_HELD_OUT = ALPACA_EVAL.get("held_out", False)
+JUDGE_CACHE = config["llm_cache"]  # the proposer's too: one content-addressed cache of LLM replies
+# what a benchmark answers: the reference itself, a discovery candidate or a fixed experiment
+JUDGED_MODEL = r"reference|gen\d+/cand\d+|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+"
+BENCHMARK_FILES = {
+    "mt_bench": ["question.jsonl", "judge_prompts.jsonl", "reference_answer/gpt-4.jsonl"],
+    "alpaca_eval": ["alpaca_eval_gpt4_baseline.json", "df_gamed.csv"],
+}
+
+
+def judging_targets():
+    final = f"results/{RUN}"
+    targets = [f"{final}/figures/mt_bench_radar.png"] if MT_BENCH_FITNESS else []
+    if ALPACA_EVAL_HELD_OUT:
+        targets += [f"{final}/alpaca_eval/table2.csv", f"{final}/alpaca_eval/table2.md",
+                    f"{final}/figures/alpaca_eval_lc_win_rate.png"]
+    return targets
+
+
+def judged_scores(wildcards):
+    """The MT-Bench scores that make a unit's reward, when MT-Bench is the fitness."""
+    unit = getattr(wildcards, "unit", "reference")
+    return [f"results/{wildcards.run}/{unit}/mt_bench/scores.json"] if MT_BENCH_FITNESS else []
+
+
+def benchmark_data(name):
+    """Files of a benchmark's data folder in the run."""
+    return [f"results/{{run}}/data/{name}/{f}" for f in BENCHMARK_FILES[name]]
+
+
+def benchmark_source(name):
+    """Where a benchmark's data comes from: local copies, a mirror, or (nothing) the pinned sources."""
+    section = BENCHMARKS.get(name, {})
+    if section.get("data_dir"):
+        return f"--local-dir {section['data_dir']}"
+    return f"--mirror {section['mirror']}" if section.get("mirror") else ""
+
+
+def benchmark_local_files(name):
+    data_dir = BENCHMARKS.get(name, {}).get("data_dir")
+    return [f"{data_dir}/{f}" for f in BENCHMARK_FILES[name]] if data_dir else []
+
+
+def answering_model(wildcards):
+    """The model that answers: the reference, or a trained unit (its policy and training record)."""
+    inputs = {"reference": f"results/{wildcards.run}/reference/reference.json"}
+    if wildcards.model != "reference":
+        inputs["policy"] = f"results/{wildcards.run}/{wildcards.model}/policy"
+        inputs["train_record"] = f"results/{wildcards.run}/{wildcards.model}/train.json"
+    return inputs
+
+
+def policy_arguments(wildcards, input):
+    return f"--policy-dir {input.policy} --train-record {input.train_record}" if "policy" in input.keys() else ""
+
+
+def judged_model_id(wildcards):
+    """The name a model's answers are filed under: its path with the separators turned into dashes."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", wildcards.model)
+
+
+def alpaca_eval_selection(run):
+    with open(checkpoints.alpaca_eval_selection.get(run=run).output[0]) as handle:
+        return json.load(handle)
+
+
+def alpaca_eval_metrics(wildcards):
+    """AlpacaEval results of every held-out objective against every configured reference."""
+    return [f"results/{wildcards.run}/{entry['unit']}/alpaca_eval/{reference}/metrics.json"
+            for entry in alpaca_eval_selection(wildcards.run)
+            for reference in ALPACA_EVAL.get("references", ["gpt4_turbo"])]
+
+
+def alpaca_eval_reference_outputs(wildcards):
+    """The SFT reference's outputs, when a model is compared with them."""
+    return [f"results/{wildcards.run}/reference/alpaca_eval/model_outputs.json"] if wildcards.reference == "sft" else []

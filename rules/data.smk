@@ -54,6 +54,7 @@ rule evaluate_reference:
     input:
         reference="results/{run}/reference/reference.json",
         heldout="results/{run}/data/heldout_prompts.json",
+        judged=judged_scores,
     output:
         "results/{run}/reference/eval.json",
     params:
@@ -61,6 +62,7 @@ rule evaluate_reference:
         options=task_options(),
         seed=config["seed"],
         device=config["training"].get("device", "auto"),
+        judged=lambda wildcards, input: f"--judged {input.judged}" if input.judged else "",
     log:
         "results/{run}/logs/evaluate_reference.log",
     benchmark:
@@ -75,4 +77,4 @@ rule evaluate_reference:
     shell:
         "python -m prefdisco.evaluate --task {params.task} --options {params.options:q}"
         " --reference {input.reference} --heldout {input.heldout} --seed {params.seed}"
-        " --device {params.device} --threads {threads} --output {output} > {log} 2>&1"
+        " --device {params.device} --threads {threads} {params.judged} --output {output} > {log} 2>&1"

@@ -36,6 +36,7 @@ rule evaluate:
         policy="results/{run}/{unit}/policy",
         reference="results/{run}/reference/reference.json",
         heldout="results/{run}/data/heldout_prompts.json",
+        judged=judged_scores,
     output:
         "results/{run}/{unit}/eval.json",
     params:
@@ -44,6 +45,7 @@ rule evaluate:
         seed=config["seed"],
         kl_penalty=config["fitness"]["kl_penalty"],
         device=config["training"].get("device", "auto"),
+        judged=lambda wildcards, input: f"--judged {input.judged}" if input.judged else "",
     log:
         "results/{run}/logs/{unit}/evaluate.log",
     benchmark:
@@ -59,4 +61,4 @@ rule evaluate:
         "python -m prefdisco.evaluate --task {params.task} --options {params.options:q}"
         " --reference {input.reference} --heldout {input.heldout} --train-record {input.record}"
         " --policy-dir {input.policy} --seed {params.seed} --kl-penalty {params.kl_penalty}"
-        " --device {params.device} --threads {threads} --output {output} > {log} 2>&1"
+        " --device {params.device} --threads {threads} {params.judged} --output {output} > {log} 2>&1"

@@ -56,7 +56,7 @@ def reference() -> dict:
 @pytest.fixture(scope="session")
 def llama_url() -> str:
     """Base URL of a real llama.cpp server (SmolLM2-135M) on loopback, shared by the tests of a session."""
-    from servers.openai_compatible import llama_server
+    from loopback import llama_server
 
     with llama_server() as url:
         yield url

@@ -23,6 +23,8 @@ def test_shipped_configs_are_valid():
     assert errors(DEFAULT) == []
     tiny = yaml.safe_load((REPO / "tests" / "workflow" / "tiny_config.yaml").read_text())
     assert errors(tiny) == []
+    for judged in (REPO / "tests" / "workflow" / "chat_config.yaml", REPO / "configs" / "chat_paper.yaml"):
+        assert errors(yaml.safe_load(judged.read_text())) == [], judged
 
 
 @pytest.mark.parametrize(("path", "value", "expected"), [
@@ -31,7 +33,8 @@ def test_shipped_configs_are_valid():
     (("discovery", "population"), 0, "discovery.population: 0 is less than the minimum of 1"),
     (("discovery", "seed_objectives"), ["dpo", "dpo2"], "discovery.seed_objectives.1: 'dpo2' is not one of"),
     (("task", "options", "samples_per_prompt"), 1, "task.options.samples_per_prompt: 1 is less than the minimum of 2"),
-    (("task", "name"), "imdb", "task.name: 'imdb' is not one of ['sentiment']"),
+    (("task", "name"), "imdb", "task.name: 'imdb' is not one of ['sentiment', 'chat']"),
+    (("fitness", "benchmark"), "alpaca_eval", "fitness.benchmark: 'alpaca_eval' is not one of ['task', 'mt_bench']"),
 ])
 def test_bad_values_name_the_key(path, value, expected):
     config = copy.deepcopy(DEFAULT)
@@ -76,3 +79,21 @@ def test_llm_proposer_configs_pass():
     assert errors(config) == []
     config["discovery"]["proposer"] = {"backend": "replay", "options": {"transcript": "paper"}}
     assert errors(config) == []
+
+
+def test_judged_settings_are_checked_by_name():
+    chat = yaml.safe_load((REPO / "configs" / "chat_paper.yaml").read_text())
+    broken = copy.deepcopy(chat)
+    broken["fitness"]["benchmark"] = "task"  # the chat task has no reward but the judge's
+    assert any(e.startswith("fitness.benchmark: 'mt_bench' was expected") for e in errors(broken)), errors(broken)
+    broken = copy.deepcopy(chat)
+    del broken["benchmarks"]
+    assert any("'benchmarks' is a required property" in e for e in errors(broken)), errors(broken)
+    broken = copy.deepcopy(chat)
+    broken["benchmarks"]["mt_bench"]["judge"]["top_logprobs"] = 5  # an annotator setting, not the judge's
+    broken["benchmarks"]["alpaca_eval"]["references"] = ["gpt4"]
+    broken["benchmarks"]["alpaca_eval"]["annotator"]["base_url"] = "api.openai.com"
+    found = errors(broken)
+    assert any(e.startswith("benchmarks.mt_bench.judge: Additional properties") and "top_logprobs" in e for e in found)
+    assert any(e.startswith("benchmarks.alpaca_eval.references.0: 'gpt4' is not one of") for e in found)
+    assert any(e.startswith("benchmarks.alpaca_eval.annotator.base_url: 'api.openai.com' does not match") for e in found)

@@ -19,7 +19,7 @@ from prefdisco.propose import propose
 from prefdisco.proposers.llm import ProtocolOptions, ReplyError, parse_reply, propose_llm
 from prefdisco.proposers.local_model import LocalChat, LocalModelOptions
 from prefdisco.proposers.prompts import build_messages, prompt_hash, select_context
-from servers.openai_compatible import ScriptedServer, free_port
+from loopback import ScriptedServer, free_port
 
 GOOD_CODE = (
     "def margin_softplus_loss(self, policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, "
@@ -105,7 +105,7 @@ def test_corrective_reask_after_garbage(tmp_path):
     with ScriptedServer([(200, "I think a good loss is the hinge loss!", 0.0), (200, GOOD_REPLY, 0.0)]) as server:
         [record] = run(client(server.url), tmp_path)
     assert record["code"] == GOOD_CODE and record["name"] == "margin_softplus_loss" and "error" not in record
-    assert record["usage"] == {"prompt_tokens": 200, "completion_tokens": 40, "cost_usd": pytest.approx(2.8e-4),
+    assert record["usage"] == {"prompt_tokens": 200, "completion_tokens": 20, "cost_usd": pytest.approx(2.4e-4),
                                "cached": False}
     assert record["proposer"]["backend"] == "openai" and record["id"] == "g3-k0" and record["genome"] is None
     assert record["parents"] and set(record["parents"]) <= {r["id"] for r in read_jsonl(ARCHIVE)}

@@ -190,7 +190,7 @@ def test_llm_generation_records_faults_and_feeds_errors_to_the_next_prompt(tmp_p
     the server gone, re-proposing generation 2 asks nothing: the reply cache answers and the proposals are the same.
     """
     from prefdisco.objectives import library_source
-    from servers.openai_compatible import ScriptedServer
+    from loopback import ScriptedServer
 
     def reply(name: str, code: str) -> tuple[int, str, float]:
         return 200, json.dumps({"thought": f"try {name}", "name": name, "code": code}), 0.0
@@ -219,7 +219,7 @@ def test_llm_generation_records_faults_and_feeds_errors_to_the_next_prompt(tmp_p
     assert records["g2-k0"]["status"] == "ok" and records["g2-k0"]["name"] == "adaptive_quantile_loss"
     assert records["g2-k1"]["status"] == "duplicate" and records["g2-k1"]["duplicate_of"] == "g1-k2"
     assert records["g2-k2"]["status"] == "invalid" and "os" in records["g2-k2"]["error"]
-    assert records["g1-k2"]["usage"] == {"prompt_tokens": 100, "completion_tokens": 20, "cost_usd": 0.0016,
+    assert records["g1-k2"]["usage"] == {"prompt_tokens": 100, "completion_tokens": 10, "cost_usd": 0.0013,
                                          "cached": False}
     assert len(requests) == 8
     for request in requests[5:]:  # every prompt of generation 2 carries generation 1's outcomes
@@ -230,7 +230,7 @@ def test_llm_generation_records_faults_and_feeds_errors_to_the_next_prompt(tmp_p
     assert "HTTP 500" in (transcripts / "g1-k1.md").read_text()
     assert not Path("/tmp/prefdisco_pwned_write_marker_open").exists()
     summary = (tmp_path / "results" / "tiny" / "summary.md").read_text()
-    assert "Proposer usage: 6 LLM proposals, 700 prompt + 140 completion tokens, $0.0112." in summary
+    assert "Proposer usage: 6 LLM proposals, 700 prompt + 70 completion tokens, $0.0091." in summary
 
     proposals = tmp_path / "results" / "tiny" / "gen2" / "proposals.json"
     before = json.loads(proposals.read_text())
@@ -263,7 +263,7 @@ def test_llm_generation_against_a_real_llama_server(tmp_path, tiny_model_dir, ll
 
 
 def test_llm_generation_with_the_server_down_is_recorded_and_the_run_finishes(tmp_path, tiny_model_dir):
-    from servers.openai_compatible import free_port
+    from loopback import free_port
 
     write_config(tmp_path, tiny_model_dir, **{
         "discovery.generations": 1, "discovery.population": 2, "discovery.seed_objectives": ["dpo"],

@@ -1,6 +1,8 @@
 """Stage: score a trained policy on the task's held-out prompts and compute its fitness.
 
 Without ``--policy-dir`` it scores the reference itself (KL 0), the origin every candidate is compared with.
+With ``--judged`` (config ``fitness.benchmark: mt_bench``) the reward is the policy's MT-Bench score from the judging
+stages; a task's own reward, if it has one, is kept as ``task_reward``.
 """
 
 from __future__ import annotations
@@ -27,13 +29,26 @@ def fitness(metrics: dict, kl_penalty: float) -> float:
     return metrics["reward"] - kl_penalty * metrics["kl"]
 
 
-def run_evaluation(task_name: str, task_options: dict, reference_json: Path, heldout: list[str], seed: int,
-                   kl_penalty: float, device_name: str, policy_dir: Path | None, train_record: dict | None) -> dict:
+def judged_metrics(judged: dict) -> dict:
+    """The benchmark score as the reward, with its breakdown and what the judge cost."""
+    benchmark = judged.get("benchmark", "mt_bench")
+    breakdown = {k: judged.get(k) for k in ("score", "score_sem", "turn_1", "turn_2", "categories", "n_judgments",
+                                            "n_unparsed", "judge", "answers_wall_seconds", "wall_seconds")}
+    return {"reward": judged.get("score"), "reward_sem": judged.get("score_sem"), benchmark: breakdown}
+
+
+def run_evaluation(task_name: str, task_options: dict, reference_json: Path, heldout: list, seed: int,
+                   kl_penalty: float, device_name: str, policy_dir: Path | None, train_record: dict | None,
+                   judged: dict | None = None) -> dict:
     started = time.monotonic()
     candidate_id = train_record["id"] if train_record else "reference"
     if train_record is not None and train_record["status"] != "ok":
         return {"id": candidate_id, "status": train_record["status"], "fitness": None, "metrics": {},
                 "error": train_record["error"], "wall_seconds": 0.0}
+    if judged is not None and judged.get("status") != "ok":  # no answers, or no rating the judge's replies parse to
+        return {"id": candidate_id, "status": "eval_failed", "fitness": None,
+                "metrics": judged_metrics(judged) if judged.get("judge") else {}, "error": judged.get("error"),
+                "wall_seconds": time.monotonic() - started}
     task = get_task(task_name)
     options = task.to_options(task_options)
     device = resolve_device(device_name)
@@ -47,6 +62,13 @@ def run_evaluation(task_name: str, task_options: dict, reference_json: Path, hel
                 "error": f"trained policy has non-finite weights in {len(broken)} tensors, e.g. {broken[0]}",
                 "wall_seconds": time.monotonic() - started}
     metrics = task.score(policy, None if policy_dir is None else reference, tokenizer, heldout, options, seed)
+    if judged is not None:
+        if "reward" in metrics:
+            metrics["task_reward"] = metrics.pop("reward")
+            metrics["task_reward_sem"] = metrics.pop("reward_sem", None)
+        metrics.update(judged_metrics(judged))
+    elif "reward" not in metrics:
+        raise ValueError(f"task {task_name!r} has no reward of its own: set fitness.benchmark to mt_bench")
     return {"id": candidate_id, "status": "ok", "fitness": fitness(metrics, kl_penalty), "metrics": metrics,
             "error": None, "kl_penalty": kl_penalty, "sampling_seed": seed, "wall_seconds": time.monotonic() - started,
             "device_seconds": time.monotonic() - started if device.type == "cuda" else 0.0}
@@ -64,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kl-penalty", type=float, default=0.0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--judged", type=Path, default=None, help="MT-Bench scores JSON: its score is the reward")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
@@ -72,8 +95,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--train-record and --policy-dir go together")
 
     train_record = read_json(args.train_record) if args.train_record else None
+    judged = read_json(args.judged) if args.judged else None
     record = run_evaluation(args.task, args.options, args.reference, read_json(args.heldout), args.seed,
-                            args.kl_penalty, args.device, args.policy_dir, train_record)
+                            args.kl_penalty, args.device, args.policy_dir, train_record, judged)
     write_json(args.output, record)
     log.info("%s: %s, fitness %s", record["id"], record["status"], record["fitness"])
 

