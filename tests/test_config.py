@@ -23,6 +23,10 @@ def test_shipped_configs_are_valid():
     assert errors(DEFAULT) == []
     tiny = yaml.safe_load((REPO / "tests" / "workflow" / "tiny_config.yaml").read_text())
     assert errors(tiny) == []
+    presets = sorted((REPO / "configs").glob("*.yaml"))
+    assert presets
+    for path in presets:
+        assert errors(yaml.safe_load(path.read_text())) == [], path
 
 
 @pytest.mark.parametrize(("path", "value", "expected"), [
@@ -32,6 +36,9 @@ def test_shipped_configs_are_valid():
     (("discovery", "seed_objectives"), ["dpo", "dpo2"], "discovery.seed_objectives.1: 'dpo2' is not one of"),
     (("task", "options", "samples_per_prompt"), 1, "task.options.samples_per_prompt: 1 is less than the minimum of 2"),
     (("task", "name"), "imdb", "task.name: 'imdb' is not one of ['sentiment']"),
+    (("training", "distributed"), "horovod", "training.distributed: 'horovod' is not one of"),
+    (("resources", "train", "cpus_per_gpu"), 0, "resources.train.cpus_per_gpu: 0 is less than the minimum of 1"),
+    (("local_rules",), ["train"], "local_rules.0: 'train' is not one of"),
 ])
 def test_bad_values_name_the_key(path, value, expected):
     config = copy.deepcopy(DEFAULT)

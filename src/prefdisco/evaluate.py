@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .cli import json_option, setup_logging
+from .devices import assign_gpus
 from .io import read_json, write_json
 from .models import load_causal_lm, load_tokenizer, resolve_device, set_threads
 from .policy import load_policy
@@ -64,9 +65,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kl-penalty", type=float, default=0.0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--gpus", type=int, default=None, help="GPUs of this job, its own (resources.gpu)")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
+    assign_gpus(args.gpus)
     set_threads(args.threads)
     if (args.train_record is None) != (args.policy_dir is None):
         parser.error("--train-record and --policy-dir go together")
