@@ -6,7 +6,7 @@ CORES ?= all
 # Rules run `python -m prefdisco.<stage>`: the venv must come first on PATH for every job.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run test test-fast benchmark lint clean
+.PHONY: setup run test test-fast test-slurm benchmark lint clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,19 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not workflow"
+
+# The workflow on a real one-node SLURM cluster that the tests start and stop (tests/slurm/; needs root and
+# Debian's packages). The executor plugin goes to a folder of its own, on PYTHONPATH for these tests only:
+# importing it runs `scontrol`, which stalls every Snakemake start by ~10 s on a machine that has Slurm's client
+# but no controller running (this one, between SLURM test runs).
+SLURM_PLUGINS := $(VENV)/slurm-plugins
+test-slurm: setup $(SLURM_PLUGINS)/.installed
+	PREFDISCO_SLURM_TESTS=1 PYTHONPATH=$(abspath $(SLURM_PLUGINS)) $(BIN)/python -m pytest -q -m slurm
+
+$(SLURM_PLUGINS)/.installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --no-deps --target $(SLURM_PLUGINS) \
+		'snakemake-executor-plugin-slurm>=2.8,<3' 'snakemake-executor-plugin-slurm-jobstep>=0.6,<1'
+	touch $@
 
 benchmark: setup
 	$(BIN)/python benchmarks/bench_workflow.py

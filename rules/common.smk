@@ -1,6 +1,7 @@
 # Helpers and input functions; the config is validated here, before any job runs.
 import json
 import re
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -31,17 +32,30 @@ def task_options():
     return as_json(config["task"]["options"])
 
 
+def accelerate_config():
+    """The accelerate config a job with several GPUs launches with (config `training.distributed`)."""
+    strategy = config["training"].get("distributed", "deepspeed_zero3")
+    return str(Path(workflow.basedir) / "configs" / "accelerate" / f"{strategy}.yaml")
+
+
 def threads_for(rule_name):
     return config["threads"].get(rule_name, 1)
 
 
-def resource(rule_name, key, default):
+def resource(rule_name, key, default=None):
+    """A scheduler resource of a rule, from config `resources.<rule>.<key>`; None leaves it to the profile."""
     return config["resources"].get(rule_name, {}).get(key, default)
 
 
 def scaled_resource(rule_name, key, default):
     """Memory and time grow with each retry (--retries), so a job killed for either gets more next time."""
     return lambda wildcards, attempt: resource(rule_name, key, default) * attempt
+
+
+def run_locally(rule_name):
+    """True for the steps that config `local_rules` keeps local. Snakemake runs those itself instead of
+    submitting them, so on a cluster the login node does the network-bound work compute nodes often cannot."""
+    return rule_name in config["local_rules"]
 
 
 def previous_archive(wildcards):

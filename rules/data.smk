@@ -1,4 +1,5 @@
 rule preferences:
+    localrule: run_locally("preferences")
     input:
         reference="results/{run}/reference/reference.json",
     output:
@@ -18,12 +19,13 @@ rule preferences:
         mem_mb=scaled_resource("preferences", "mem_mb", 4000),
         runtime=scaled_resource("preferences", "runtime", 30),
         gpu=resource("preferences", "gpu", 0),
+        cpus_per_gpu=resource("preferences", "cpus_per_gpu"),
     conda:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.preferences --task {params.task} --options {params.options:q}"
         " --reference {input.reference} --seed {params.seed} --device {params.device} --threads {threads}"
-        " --pairs {output.pairs} --heldout {output.heldout} > {log} 2>&1"
+        " --gpus {resources.gpu} --pairs {output.pairs} --heldout {output.heldout} > {log} 2>&1"
 
 
 rule reference_logps:
@@ -43,11 +45,12 @@ rule reference_logps:
         mem_mb=scaled_resource("reference_logps", "mem_mb", 4000),
         runtime=scaled_resource("reference_logps", "runtime", 30),
         gpu=resource("reference_logps", "gpu", 0),
+        cpus_per_gpu=resource("reference_logps", "cpus_per_gpu"),
     conda:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.reference_logps --reference {input.reference} --pairs {input.pairs}"
-        " --training {params.training:q} --threads {threads} --output {output} > {log} 2>&1"
+        " --training {params.training:q} --threads {threads} --gpus {resources.gpu} --output {output} > {log} 2>&1"
 
 
 rule evaluate_reference:
@@ -72,9 +75,11 @@ rule evaluate_reference:
         mem_mb=scaled_resource("evaluate", "mem_mb", 4000),
         runtime=scaled_resource("evaluate", "runtime", 30),
         gpu=resource("evaluate", "gpu", 0),
+        cpus_per_gpu=resource("evaluate", "cpus_per_gpu"),
     conda:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.evaluate --task {params.task} --options {params.options:q}"
         " --reference {input.reference} --heldout {input.heldout} --seed {params.seed}"
-        " --device {params.device} --threads {threads} {params.judged} --output {output} > {log} 2>&1"
+        " --device {params.device} --threads {threads} --gpus {resources.gpu} {params.judged} --output {output}"
+        " > {log} 2>&1"

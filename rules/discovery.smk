@@ -3,11 +3,12 @@
 
 
 localrules:
-    propose,
     candidate_objective,
 
 
+# Network-bound (an LLM API): run by Snakemake itself, on a cluster's login node, unless config local_rules says not.
 rule propose:
+    localrule: run_locally("propose")
     input:
         previous_archive,
     output:
@@ -50,6 +51,9 @@ checkpoint validate:
         "results/{run}/logs/gen{g}/validate.log",
     benchmark:
         "results/{run}/benchmarks/gen{g}/validate.tsv"
+    resources:
+        mem_mb=scaled_resource("validate", "mem_mb", 6000),
+        runtime=scaled_resource("validate", "runtime", 30),
     conda:
         "../envs/prefdisco.yaml"
     shell:

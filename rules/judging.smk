@@ -10,6 +10,7 @@ localrules:
 
 
 rule mt_bench_data:
+    localrule: run_locally("mt_bench_data")
     input:
         benchmark_local_files("mt_bench"),
     output:
@@ -51,16 +52,18 @@ rule mt_bench_answers:
         mem_mb=scaled_resource("answers", "mem_mb", 4000),
         runtime=scaled_resource("answers", "runtime", 60),
         gpu=resource("answers", "gpu", 0),
+        cpus_per_gpu=resource("answers", "cpus_per_gpu"),
     conda:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.judging.answers --benchmark mt_bench --reference {input.reference} {params.policy}"
         " --data-dir results/{wildcards.run}/data/mt_bench --options {params.options:q} --model-id {params.model_id}"
         " --seed {params.seed} --device {params.device} --precision {params.precision} --threads {threads}"
-        " --output {output.answers} --record {output.record} > {log} 2>&1"
+        " --gpus {resources.gpu} --output {output.answers} --record {output.record} > {log} 2>&1"
 
 
 rule mt_bench_judgment:
+    localrule: run_locally("mt_bench_judgment")
     input:
         answers="results/{run}/{model}/mt_bench/model_answer.jsonl",
         record="results/{run}/{model}/mt_bench/answers.json",
@@ -108,6 +111,7 @@ rule mt_bench_radar:
 
 
 rule alpaca_eval_data:
+    localrule: run_locally("alpaca_eval_data")
     input:
         benchmark_local_files("alpaca_eval"),
     output:
@@ -166,16 +170,18 @@ rule alpaca_eval_outputs:
         mem_mb=scaled_resource("answers", "mem_mb", 4000),
         runtime=scaled_resource("answers", "runtime", 60),
         gpu=resource("answers", "gpu", 0),
+        cpus_per_gpu=resource("answers", "cpus_per_gpu"),
     conda:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.judging.answers --benchmark alpaca_eval --reference {input.reference} {params.policy}"
         " --data-dir results/{wildcards.run}/data/alpaca_eval --options {params.options:q}"
         " --model-id {params.model_id} --seed {params.seed} --device {params.device} --precision {params.precision}"
-        " --threads {threads} --output {output.outputs} --record {output.record} > {log} 2>&1"
+        " --threads {threads} --gpus {resources.gpu} --output {output.outputs} --record {output.record} > {log} 2>&1"
 
 
 rule alpaca_eval_annotations:
+    localrule: run_locally("alpaca_eval_annotations")
     input:
         outputs="results/{run}/{model}/alpaca_eval/model_outputs.json",
         record="results/{run}/{model}/alpaca_eval/outputs.json",

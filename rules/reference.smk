@@ -1,4 +1,6 @@
+# Network-bound (a Hugging Face download): run by Snakemake itself unless config local_rules says not.
 rule reference:
+    localrule: run_locally("reference")
     output:
         "results/{run}/reference/reference.json",
     params:

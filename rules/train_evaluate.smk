@@ -13,6 +13,7 @@ rule train:
         policy=directory("results/{run}/{unit}/policy"),
     params:
         training=training_options(),
+        accelerate_config=accelerate_config(),
     log:
         "results/{run}/logs/{unit}/train.log",
     benchmark:
@@ -22,12 +23,14 @@ rule train:
         mem_mb=scaled_resource("train", "mem_mb", 6000),
         runtime=scaled_resource("train", "runtime", 60),
         gpu=resource("train", "gpu", 0),
+        cpus_per_gpu=resource("train", "cpus_per_gpu"),
     conda:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.train --objective {input.objective} --reference {input.reference}"
         " --pairs {input.pairs} --reference-logps {input.reference_logps} --training {params.training:q}"
-        " --threads {threads} --policy-dir {output.policy} --output {output.record} > {log} 2>&1"
+        " --threads {threads} --gpus {resources.gpu} --accelerate-config {params.accelerate_config:q}"
+        " --policy-dir {output.policy} --output {output.record} > {log} 2>&1"
 
 
 rule evaluate:
@@ -55,10 +58,12 @@ rule evaluate:
         mem_mb=scaled_resource("evaluate", "mem_mb", 4000),
         runtime=scaled_resource("evaluate", "runtime", 30),
         gpu=resource("evaluate", "gpu", 0),
+        cpus_per_gpu=resource("evaluate", "cpus_per_gpu"),
     conda:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.evaluate --task {params.task} --options {params.options:q}"
         " --reference {input.reference} --heldout {input.heldout} --train-record {input.record}"
         " --policy-dir {input.policy} --seed {params.seed} --kl-penalty {params.kl_penalty}"
-        " --device {params.device} --threads {threads} {params.judged} --output {output} > {log} 2>&1"
+        " --device {params.device} --threads {threads} --gpus {resources.gpu} {params.judged} --output {output}"
+        " > {log} 2>&1"

@@ -23,8 +23,10 @@ def test_shipped_configs_are_valid():
     assert errors(DEFAULT) == []
     tiny = yaml.safe_load((REPO / "tests" / "workflow" / "tiny_config.yaml").read_text())
     assert errors(tiny) == []
-    for judged in (REPO / "tests" / "workflow" / "chat_config.yaml", REPO / "configs" / "chat_paper.yaml"):
-        assert errors(yaml.safe_load(judged.read_text())) == [], judged
+    presets = sorted((REPO / "configs").glob("*.yaml")) + [REPO / "tests" / "workflow" / "chat_config.yaml"]
+    assert len(presets) >= 2
+    for path in presets:
+        assert errors(yaml.safe_load(path.read_text())) == [], path
 
 
 @pytest.mark.parametrize(("path", "value", "expected"), [
@@ -35,6 +37,9 @@ def test_shipped_configs_are_valid():
     (("task", "options", "samples_per_prompt"), 1, "task.options.samples_per_prompt: 1 is less than the minimum of 2"),
     (("task", "name"), "imdb", "task.name: 'imdb' is not one of ['sentiment', 'chat']"),
     (("fitness", "benchmark"), "alpaca_eval", "fitness.benchmark: 'alpaca_eval' is not one of ['task', 'mt_bench']"),
+    (("training", "distributed"), "horovod", "training.distributed: 'horovod' is not one of"),
+    (("resources", "train", "cpus_per_gpu"), 0, "resources.train.cpus_per_gpu: 0 is less than the minimum of 1"),
+    (("local_rules",), ["train"], "local_rules.0: 'train' is not one of"),
 ])
 def test_bad_values_name_the_key(path, value, expected):
     config = copy.deepcopy(DEFAULT)
@@ -82,7 +87,7 @@ def test_llm_proposer_configs_pass():
 
 
 def test_judged_settings_are_checked_by_name():
-    chat = yaml.safe_load((REPO / "configs" / "chat_paper.yaml").read_text())
+    chat = yaml.safe_load((REPO / "configs" / "paper_discovery.yaml").read_text())
     broken = copy.deepcopy(chat)
     broken["fitness"]["benchmark"] = "task"  # the chat task has no reward but the judge's
     assert any(e.startswith("fitness.benchmark: 'mt_bench' was expected") for e in errors(broken)), errors(broken)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .cli import json_option, setup_logging
+from .devices import assign_gpus
 from .io import read_json, write_json
 from .models import load_causal_lm, load_tokenizer, resolve_device, set_threads
 from .policy import load_policy
@@ -87,9 +88,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--judged", type=Path, default=None, help="MT-Bench scores JSON: its score is the reward")
+    parser.add_argument("--gpus", type=int, default=None, help="GPUs of this job, its own (resources.gpu)")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
+    assign_gpus(args.gpus)
     set_threads(args.threads)
     if (args.train_record is None) != (args.policy_dir is None):
         parser.error("--train-record and --policy-dir go together")

@@ -19,15 +19,23 @@ TRAINED_PARAMETERS = "trained_parameters.safetensors"
 POLICY_JSON = "policy.json"
 
 
-def save_policy(trainer, reference_path: Path, policy_dir: Path, full_model: bool) -> None:
+def save_policy(trainer, reference_path: Path, policy_dir: Path, trained_names: list[str] | None) -> None:
+    """Save the trained policy: the whole model, or only ``trained_names`` (a top-layers run).
+
+    Every training process must call it (gathering a sharded model is collective); only the main one writes.
+    """
     policy_dir = Path(policy_dir)
     policy_dir.mkdir(parents=True, exist_ok=True)
-    if full_model:
+    accelerator = trainer.accelerator
+    if trained_names is None:
         trainer.save_model(str(policy_dir))
-        write_json(policy_dir / POLICY_JSON, {"format": "full", "reference": str(reference_path)})
+        if accelerator.is_main_process:
+            write_json(policy_dir / POLICY_JSON, {"format": "full", "reference": str(reference_path)})
         return
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    trained = {name: p.detach().to("cpu").contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    state = accelerator.get_state_dict(trainer.model_wrapped)  # whole tensors, also from ZeRO-3 or FSDP shards
+    if not accelerator.is_main_process:
+        return
+    trained = {name: state[name].detach().to("cpu").contiguous() for name in trained_names}
     save_file(trained, str(policy_dir / TRAINED_PARAMETERS))
     write_json(policy_dir / POLICY_JSON, {"format": "trained_parameters", "reference": str(reference_path),
                                           "parameters": sorted(trained)})

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from .cli import json_option, setup_logging
+from .devices import assign_gpus
 from .io import write_json, write_jsonl
 from .models import load_causal_lm, load_tokenizer, resolve_device, set_threads
 from .reference import reference_path
@@ -23,10 +24,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--gpus", type=int, default=None, help="GPUs of this job, its own (resources.gpu)")
     parser.add_argument("--pairs", type=Path, required=True, help="output: preference pairs (JSONL)")
     parser.add_argument("--heldout", type=Path, required=True, help="output: held-out prompts (JSON)")
     args = parser.parse_args(argv)
     setup_logging()
+    assign_gpus(args.gpus)
     set_threads(args.threads)
 
     task = get_task(args.task)

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from .cli import json_option, setup_logging
+from .devices import assign_gpus
 from .io import read_jsonl, write_jsonl
 from .models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
 from .reference import reference_path
@@ -23,9 +24,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=Path, required=True)
     parser.add_argument("--training", type=json_option, default={}, help="training options (JSON)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--gpus", type=int, default=None, help="GPUs of this job, its own (resources.gpu)")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
+    assign_gpus(args.gpus)
     set_threads(args.threads)
 
     options = TrainingOptions(**args.training)

@@ -2,24 +2,39 @@
 
 Writes ``train.json`` (status, metrics, error, timings) and the policy. A failure of the candidate's own code
 is a result (``train_failed``), recorded so the generation carries on; any other failure fails the job.
+
+A job given several GPUs (``--gpus``, the rule's ``resources.gpu``) re-runs this entry point under accelerate,
+one process per GPU (:mod:`prefdisco.launch`); every process trains its shard, the first one writes the outputs.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import torch
+
 from .cli import json_option, setup_logging
+from .devices import assign_gpus
 from .io import read_json, read_jsonl, write_json
+from .launch import is_main_process, launched, relaunch, world_size
 from .models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
 from .policy import save_policy
 from .reference import reference_path
 from .sandbox.loader import load_objective
-from .training import CandidateError, TrainingOptions, attach_reference_logps, summarise_history, train_objective
+from .training import (
+    CandidateError,
+    TrainingOptions,
+    attach_reference_logps,
+    summarise_history,
+    train_objective,
+    trainable_parameter_names,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +45,17 @@ def run_training(objective_spec: dict, reference_json: Path, pairs: list[dict], 
     options = replace(options, **objective_spec.get("training_overrides", {}))
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)
+    processes = world_size()
     record = {"id": objective_spec["id"], "status": "ok", "error": None, "device": str(device),
-              "precision": precision, "options": asdict(options)}
+              "processes": processes, "precision": precision, "options": asdict(options)}
     started = time.monotonic()
     # The same constrained loader as the sandbox: there is no second, looser path into untrusted code.
     objective = load_objective(objective_spec["code"])
     model_dir = reference_path(reference_json)
-    model = load_causal_lm(model_dir, device, precision)
+    # With several processes the trainer places (or shards) the model itself: each process loading onto "cuda"
+    # would put every copy on the first device.
+    model = load_causal_lm(model_dir, torch.device("cpu") if processes > 1 else device, precision)
+    trained_names = trainable_parameter_names(model, options.trainable_layers)  # before any wrapper renames them
     tokenizer = load_tokenizer(model_dir)
     dataset = attach_reference_logps(pairs, reference_logps)
     with tempfile.TemporaryDirectory() as scratch:
@@ -48,11 +67,11 @@ def run_training(objective_spec: dict, reference_json: Path, pairs: list[dict], 
             Path(policy_dir).mkdir(parents=True, exist_ok=True)
             record["wall_seconds"] = time.monotonic() - started
             return record
-        save_policy(trainer, model_dir, policy_dir, full_model=options.trainable_layers is None)
+        save_policy(trainer, model_dir, policy_dir, trained_names)
     record["metrics"] = summarise_history(history)
     record["history"] = history
     record["wall_seconds"] = time.monotonic() - started
-    record["device_seconds"] = record["wall_seconds"] if device.type == "cuda" else 0.0
+    record["device_seconds"] = record["wall_seconds"] * processes if device.type == "cuda" else 0.0
     return record
 
 
@@ -64,17 +83,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference-logps", type=Path, required=True)
     parser.add_argument("--training", type=json_option, default={}, help="training options (JSON)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--gpus", type=int, default=None, help="GPUs of this job, its own (resources.gpu); more "
+                        "than one: one process per GPU under accelerate")
+    parser.add_argument("--accelerate-config", type=Path, default=None,
+                        help="accelerate config for more than one GPU (configs/accelerate/<training.distributed>.yaml)")
     parser.add_argument("--policy-dir", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True, help="train.json")
     args = parser.parse_args(argv)
     setup_logging()
+    gpus = assign_gpus(args.gpus)
+    if len(gpus) > 1 and not launched():
+        if args.accelerate_config is None:
+            parser.error(f"{len(gpus)} GPUs need --accelerate-config")
+        sys.exit(relaunch(__spec__.name, sys.argv[1:] if argv is None else argv, len(gpus), args.accelerate_config))
     set_threads(args.threads)
 
     spec = read_json(args.objective)
     record = run_training(spec, args.reference, read_jsonl(args.pairs), read_jsonl(args.reference_logps),
                           TrainingOptions(**args.training), args.policy_dir)
-    write_json(args.output, record)
-    log.info("candidate %s: %s (%.1f s)", spec["id"], record["status"], record["wall_seconds"])
+    if is_main_process():
+        write_json(args.output, record)
+        log.info("candidate %s: %s (%.1f s)", spec["id"], record["status"], record["wall_seconds"])
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class TrainingOptions:
     gradient_checkpointing: bool = False
     logging_steps: int = 1
     objective_timeout_seconds: float = 60.0  # one objective call; validation ran it on small batches only
+    distributed: str = "deepspeed_zero3"  # strategy of a job with several GPUs: configs/accelerate/<name>.yaml
 
 
 class ObjectiveDPOTrainer(DPOTrainer):
@@ -121,19 +122,25 @@ class ObjectiveDPOTrainer(DPOTrainer):
         ref_chosen = inputs["ref_chosen_logps"].to(chosen_logps)
         ref_rejected = inputs["ref_rejected_logps"].to(rejected_logps)
 
+        failure, loss = None, None
         try:
             with time_limit(self.objective_timeout), self.audit_guard.armed():
                 losses = self.objective(self.objective_context, chosen_logps, rejected_logps, ref_chosen, ref_rejected)
-        except CandidateError:
-            raise
+        except CandidateError as error:
+            failure = str(error)
         except Exception as error:  # the candidate's own code failed: record it, don't crash the workflow
-            raise CandidateError(f"objective raised {type(error).__name__}: {error}") from error
-        if not isinstance(losses, torch.Tensor) or losses.shape != chosen_logps.shape:
-            shape = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
-            raise CandidateError(f"objective returned {shape}, expected per-example losses of shape {tuple(chosen_logps.shape)}")
-        loss = losses.mean()
-        if not torch.isfinite(loss):
-            raise CandidateError(f"non-finite loss ({loss.item()}) at step {self.state.global_step}")
+            failure = f"objective raised {type(error).__name__}: {error}"
+        else:
+            if not isinstance(losses, torch.Tensor) or losses.shape != chosen_logps.shape:
+                shape = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
+                failure = f"objective returned {shape}, expected per-example losses of shape {tuple(chosen_logps.shape)}"
+            else:
+                loss = losses.mean()
+                if not torch.isfinite(loss):
+                    failure = f"non-finite loss ({loss.item()}) at step {self.state.global_step}"
+        failure = self._failure_anywhere(failure)
+        if failure is not None:
+            raise CandidateError(failure)
 
         chosen_rewards = self.beta * (chosen_logps - ref_chosen).detach()
         rejected_rewards = self.beta * (rejected_logps - ref_rejected).detach()
@@ -146,6 +153,17 @@ class ObjectiveDPOTrainer(DPOTrainer):
         metrics["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
         metrics["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())
         return (loss, outputs) if return_outputs else loss
+
+    def _failure_anywhere(self, failure: str | None) -> str | None:
+        """With several processes, all of them stop when the objective fails in any one (a NaN can show up in
+        one shard only): a process that raised alone would leave the others waiting for it forever."""
+        if self.accelerator.num_processes == 1:
+            return failure
+        failed = torch.tensor([failure is not None], dtype=torch.float32, device=self.accelerator.device)
+        failed_anywhere = self.accelerator.gather(failed).sum().item() > 0  # every process takes part
+        if failure is None and failed_anywhere:
+            return "the objective failed in another training process"
+        return failure
 
 
 def _log_probs_only_lm_head(model, **kwargs) -> None:
@@ -202,22 +220,29 @@ def dpo_config(options: TrainingOptions, output_dir: Path, threads: int | None =
     )
 
 
-def freeze_below_top_layers(model, trainable_layers: int | None) -> None:
-    """Train only the top ``trainable_layers`` decoder blocks and the final norm (a CPU budget setting)."""
+def trainable_parameter_names(model, trainable_layers: int | None) -> list[str] | None:
+    """Names of the parameters that training changes: the top ``trainable_layers`` decoder blocks and the final
+    norm; None for a full fine-tune."""
     if trainable_layers is None:
-        return
+        return None
     layers = _decoder_layers(model)
     if not 0 < trainable_layers <= len(layers):
         raise ValueError(f"training.trainable_layers={trainable_layers}, but the model has {len(layers)} layers")
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    for layer in layers[-trainable_layers:]:
-        for parameter in layer.parameters():
-            parameter.requires_grad_(True)
+    trained = {id(p) for layer in layers[-trainable_layers:] for p in layer.parameters()}
     final_norm = getattr(model.base_model, "norm", None) or getattr(model.base_model, "ln_f", None)
     if final_norm is not None:
-        for parameter in final_norm.parameters():
-            parameter.requires_grad_(True)
+        trained |= {id(p) for p in final_norm.parameters()}
+    return [name for name, parameter in model.named_parameters() if id(parameter) in trained]
+
+
+def freeze_below_top_layers(model, trainable_layers: int | None) -> None:
+    """Train only the top ``trainable_layers`` decoder blocks and the final norm (a CPU budget setting)."""
+    trained = trainable_parameter_names(model, trainable_layers)
+    if trained is None:
+        return
+    trained = set(trained)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name in trained)
 
 
 def _decoder_layers(model):

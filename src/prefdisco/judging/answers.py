@@ -28,6 +28,7 @@ import torch
 
 from ..cli import json_option, setup_logging
 from ..io import read_json, write_json, write_jsonl
+from ..devices import assign_gpus
 from ..models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
 from ..policy import load_policy
 from ..reference import reference_path
@@ -213,10 +214,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--gpus", type=int, default=None, help="GPUs of this job, its own (resources.gpu)")
     parser.add_argument("--output", type=Path, required=True, help="model_answer JSONL or model_outputs JSON")
     parser.add_argument("--record", type=Path, required=True, help="how the answers were made (JSON)")
     args = parser.parse_args(argv)
     setup_logging()
+    assign_gpus(args.gpus)
     set_threads(args.threads)
     if (args.train_record is None) != (args.policy_dir is None):
         parser.error("--train-record and --policy-dir go together")
