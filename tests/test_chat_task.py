@@ -44,7 +44,7 @@ def test_parquet_folder_with_splits(tmp_path):
 
 def test_bad_rows_and_options_are_named():
     assert chat.to_pair({"chosen": [{"role": "user", "content": "a"}], "rejected": []}, 0) is None
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['max_pair'\] for task 'chat'"):
+    with pytest.raises(ValueError, match=r"task.options \(task 'chat'\): unknown key\(s\) \['max_pair'\]"):
         chat.to_options({"max_pair": 3})
     with pytest.raises(ValueError, match="cannot hold out"):
         chat.build(None, None, chat.to_options({"dataset": str(DPO_MIX), "heldout_prompts": 50}), 0)

@@ -37,7 +37,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -74,6 +74,12 @@ class Completion:
     cost_usd: float
     cached: bool = False
     logprobs: list[dict] | None = None  # per generated token, with its top_logprobs; only when asked for
+
+
+def endpoint_options(settings: Any) -> EndpointOptions:
+    """The endpoint part of a wider settings dataclass (a judge's, an annotator's): its EndpointOptions fields."""
+    names = {f.name for f in fields(EndpointOptions)}
+    return EndpointOptions(**{k: v for k, v in asdict(settings).items() if k in names})
 
 
 class ServerError(RuntimeError):

@@ -15,9 +15,11 @@ from pathlib import Path
 from .cli import json_option, setup_logging
 from .io import read_jsonl, sha256_text, write_json
 from .objectives import LIBRARY, function_name, library_source
+from .options import options_from
 
 log = logging.getLogger(__name__)
 
+OPTIONS_KEY = "discovery.proposer.options"
 LLM_BACKENDS = ("openai", "transformers")
 BACKENDS = ("evolution", "replay", *LLM_BACKENDS)
 
@@ -45,7 +47,7 @@ def propose(generation: int, archive: list[dict], population: int, backend: str,
     if backend == "evolution":
         from .proposers.evolution import EvolutionOptions, propose_evolution
 
-        return propose_evolution(archive, generation, population, seed, _options(EvolutionOptions, options))
+        return propose_evolution(archive, generation, population, seed, options_from(EvolutionOptions, options, OPTIONS_KEY))
     if backend == "replay":
         from .proposers.replay import propose_replay
 
@@ -58,34 +60,22 @@ def propose(generation: int, archive: list[dict], population: int, backend: str,
         from .proposers.llm import ProtocolOptions, propose_llm
 
         protocol_keys = {f.name for f in fields(ProtocolOptions)}
-        protocol = _options(ProtocolOptions, {k: v for k, v in options.items() if k in protocol_keys})
+        protocol = options_from(ProtocolOptions, {k: v for k, v in options.items() if k in protocol_keys}, OPTIONS_KEY)
         model_options = {k: v for k, v in options.items() if k not in protocol_keys}
         cache = ReplyCache(cache_dir)
         if backend == "openai":
             from .llm_client import ChatClient, EndpointOptions
 
             # The paper asks GPT-4 for a JSON object; servers that cannot do JSON mode fall back by themselves.
-            chat = ChatClient(_options(EndpointOptions, {"json_mode": True, **model_options}), cache)
+            chat = ChatClient(options_from(EndpointOptions, {"json_mode": True, **model_options}, OPTIONS_KEY), cache)
         else:
             from .proposers.local_model import LocalChat, LocalModelOptions
 
-            chat = LocalChat(_options(LocalModelOptions, model_options), cache)
+            chat = LocalChat(options_from(LocalModelOptions, model_options, OPTIONS_KEY), cache)
         if transcript_dir is None:
             raise ValueError(f"the {backend} proposer needs a transcript folder")
         return propose_llm(chat, archive, generation, population, seed, protocol, transcript_dir)
     raise ValueError(f"discovery.proposer.backend: {backend!r} is not one of {', '.join(BACKENDS)}")
-
-
-def _options(cls, options: dict):
-    """``cls(**options)``, with an error that names the config keys a backend does not know or still needs."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"discovery.proposer.options: unknown key(s) {unknown}; this backend takes {sorted(known)}")
-    try:
-        return cls(**options)
-    except TypeError as error:
-        raise ValueError(f"discovery.proposer.options: {error}") from None
 
 
 def usage_line(proposals: list[dict]) -> str:

@@ -32,7 +32,7 @@ import time
 import types
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -41,7 +41,8 @@ import yaml
 
 from ..cli import json_option, setup_logging
 from ..io import read_json, write_json
-from ..llm_client import ChatClient, Completion, EndpointOptions, ReplyCache
+from ..llm_client import ChatClient, Completion, EndpointOptions, ReplyCache, endpoint_options
+from ..options import options_from
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,11 @@ class AnnotatorOptions:
     prices: dict = field(default_factory=lambda: {"input": 10.0, "output": 30.0})  # gpt-4-1106-preview, USD/1M
 
     def endpoint(self) -> EndpointOptions:
-        names = {f.name for f in fields(EndpointOptions)}
-        return EndpointOptions(**{k: v for k, v in asdict(self).items() if k in names})
+        return endpoint_options(self)
 
 
 def annotator_options(raw: dict) -> AnnotatorOptions:
-    known = {f.name for f in fields(AnnotatorOptions)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"benchmarks.alpaca_eval.annotator: unknown key(s) {unknown}; known: {sorted(known)}")
-    return AnnotatorOptions(**raw)
+    return options_from(AnnotatorOptions, raw, "benchmarks.alpaca_eval.annotator")
 
 
 # --- the library, imported without its traps ------------------------------------------------------------------------

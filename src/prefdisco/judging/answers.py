@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,6 +29,7 @@ import torch
 from ..cli import json_option, setup_logging
 from ..io import read_json, write_json, write_jsonl
 from ..devices import assign_gpus
+from ..options import options_from
 from ..models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
 from ..policy import load_policy
 from ..reference import reference_path
@@ -62,11 +63,7 @@ class AnswerOptions:
 
 
 def to_options(raw: dict) -> AnswerOptions:
-    known = {f.name for f in fields(AnswerOptions)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"answer options: unknown key(s) {unknown}; known: {sorted(known)}")
-    return AnswerOptions(**raw)
+    return options_from(AnswerOptions, raw, "benchmarks.<benchmark>.answers")
 
 
 def _end_ids(model, tokenizer) -> set[int]:

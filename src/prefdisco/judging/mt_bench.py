@@ -29,12 +29,13 @@ import re
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cli import json_option, setup_logging
 from ..io import read_json, read_jsonl, write_json, write_jsonl
-from ..llm_client import ChatClient, Completion, EndpointOptions, ReplyCache
+from ..llm_client import ChatClient, Completion, EndpointOptions, ReplyCache, endpoint_options
+from ..options import options_from
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +63,11 @@ class JudgeOptions:
     prices: dict = field(default_factory=lambda: {"input": 30.0, "output": 60.0})  # gpt-4, USD per 1M tokens
 
     def endpoint(self) -> EndpointOptions:
-        names = {f.name for f in fields(EndpointOptions)}
-        return EndpointOptions(**{k: v for k, v in asdict(self).items() if k in names})
+        return endpoint_options(self)
 
 
 def judge_options(raw: dict) -> JudgeOptions:
-    known = {f.name for f in fields(JudgeOptions)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"benchmarks.mt_bench.judge: unknown key(s) {unknown}; known: {sorted(known)}")
-    return JudgeOptions(**raw)
+    return options_from(JudgeOptions, raw, "benchmarks.mt_bench.judge")
 
 
 @dataclass

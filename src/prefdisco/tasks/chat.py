@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..options import options_from
 from ..sampling import completion_logps, sample_completions
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,7 @@ class ChatOptions:
 
 
 def to_options(raw: dict) -> ChatOptions:
-    known = {f.name for f in fields(ChatOptions)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"task.options: unknown key(s) {unknown} for task 'chat'")
-    return ChatOptions(**raw)
+    return options_from(ChatOptions, raw, "task.options (task 'chat')")
 
 
 def load_splits(options: ChatOptions) -> dict[str, list[dict]]:

@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass
 from importlib import resources
 
+from ..options import options_from
 from ..sampling import Completion, completion_logps, sample_completions
 
 
@@ -146,11 +147,7 @@ def _mean_and_sem_by_prompt(completions: list[Completion], values: list[float]) 
 
 
 def to_options(raw: dict) -> SentimentOptions:
-    known = SentimentOptions.__dataclass_fields__
-    unknown = set(raw) - set(known)
-    if unknown:
-        raise ValueError(f"task.options: unknown key(s) {sorted(unknown)} for task 'sentiment'")
-    return SentimentOptions(**raw)
+    return options_from(SentimentOptions, raw, "task.options (task 'sentiment')")
 
 
 def build(model, tokenizer, options: SentimentOptions, seed: int) -> tuple[list[dict], list[str]]:
