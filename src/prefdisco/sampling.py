@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -85,6 +87,28 @@ def completion_logps(model, completions: list[Completion], pad_token_id: int, ba
         token_logps = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         sums.append((token_logps * completion_mask[:, 1:]).sum(dim=1).cpu())
     return torch.cat(sums) if sums else torch.zeros(0)
+
+
+def sampled_kl(policy, reference, tokenizer, completions: list[Completion], batch_size: int) -> list[float]:
+    """Per completion, log policy(y|x) - log reference(y|x): with y sampled from the policy at temperature 1 and no
+    truncation, its mean is an unbiased estimate of KL(policy || reference). ``reference=None``: zeros."""
+    if reference is None:
+        return [0.0] * len(completions)
+    policy_logps = completion_logps(policy, completions, tokenizer.pad_token_id, batch_size)
+    reference_logps = completion_logps(reference, completions, tokenizer.pad_token_id, batch_size)
+    return (policy_logps - reference_logps).tolist()
+
+
+def mean_and_sem_by_prompt(completions: list[Completion], values: list[float]) -> tuple[float, float]:
+    """Mean over prompts of each prompt's mean, and its standard error across prompts (samples of one prompt are
+    not independent draws of the task)."""
+    per_prompt: dict[int, list[float]] = {}
+    for completion, value in zip(completions, values):
+        per_prompt.setdefault(completion.prompt_index, []).append(value)
+    means = [statistics.fmean(v) for v in per_prompt.values()]
+    if len(means) < 2:
+        return (means[0] if means else math.nan), math.nan
+    return statistics.fmean(means), statistics.stdev(means) / math.sqrt(len(means))
 
 
 def _cut_at_eos(tokens: list[int], eos_token_id: int | None) -> list[int]:

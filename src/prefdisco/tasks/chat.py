@@ -14,13 +14,12 @@ the last rows of a single local file), so that the reward-vs-KL view exists for 
 from __future__ import annotations
 
 import logging
-import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..options import options_from
-from ..sampling import completion_logps, sample_completions
+from ..sampling import mean_and_sem_by_prompt, sample_completions, sampled_kl
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +111,7 @@ def score(policy, reference, tokenizer, heldout: list[list[dict]], options: Chat
     completions = sample_completions(policy, tokenizer, prompts, options.eval_samples_per_prompt,
                                      options.max_new_tokens, seed=seed, temperature=1.0, top_k=0,
                                      batch_size=options.batch_size)
-    if reference is None:
-        kls = [0.0] * len(completions)
-    else:
-        policy_logps = completion_logps(policy, completions, tokenizer.pad_token_id, options.batch_size)
-        reference_logps = completion_logps(reference, completions, tokenizer.pad_token_id, options.batch_size)
-        kls = (policy_logps - reference_logps).tolist()
-    per_prompt: dict[int, list[float]] = {}
-    for completion, kl in zip(completions, kls):
-        per_prompt.setdefault(completion.prompt_index, []).append(kl)
-    means = [statistics.fmean(v) for v in per_prompt.values()]
-    kl = statistics.fmean(means) if means else math.nan
-    kl_sem = statistics.stdev(means) / math.sqrt(len(means)) if len(means) > 1 else math.nan
+    kls = sampled_kl(policy, reference, tokenizer, completions, options.batch_size)
+    kl, kl_sem = mean_and_sem_by_prompt(completions, kls)
     return {"kl": kl, "kl_sem": kl_sem, "n_prompts": len(heldout), "n_samples": len(completions),
             "mean_completion_tokens": statistics.fmean(len(c.completion_ids) for c in completions) if completions else 0.0}

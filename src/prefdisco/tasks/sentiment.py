@@ -8,14 +8,13 @@ log-probabilities of those samples under both models.
 
 from __future__ import annotations
 
-import math
 import random
 import statistics
 from dataclasses import dataclass
 from importlib import resources
 
 from ..options import options_from
-from ..sampling import Completion, completion_logps, sample_completions
+from ..sampling import Completion, mean_and_sem_by_prompt, sample_completions, sampled_kl
 
 
 @dataclass
@@ -114,14 +113,9 @@ def score_policy(policy, reference, tokenizer, prompts: list[str], options: Sent
         batch_size=options.batch_size,
     )
     rewards = sentiment_reward([c.prompt + c.text for c in completions])
-    if reference is None:
-        kls = [0.0] * len(completions)
-    else:
-        policy_logps = completion_logps(policy, completions, tokenizer.pad_token_id, options.batch_size)
-        reference_logps = completion_logps(reference, completions, tokenizer.pad_token_id, options.batch_size)
-        kls = (policy_logps - reference_logps).tolist()
-    reward, reward_sem = _mean_and_sem_by_prompt(completions, rewards)
-    kl, kl_sem = _mean_and_sem_by_prompt(completions, kls)
+    kls = sampled_kl(policy, reference, tokenizer, completions, options.batch_size)
+    reward, reward_sem = mean_and_sem_by_prompt(completions, rewards)
+    kl, kl_sem = mean_and_sem_by_prompt(completions, kls)
     return {
         "reward": reward,
         "reward_sem": reward_sem,
@@ -132,18 +126,6 @@ def score_policy(policy, reference, tokenizer, prompts: list[str], options: Sent
         "mean_completion_tokens": statistics.fmean(len(c.completion_ids) for c in completions),
         "examples": [{"prompt": c.prompt, "completion": c.text, "reward": r} for c, r in list(zip(completions, rewards))[:8]],
     }
-
-
-def _mean_and_sem_by_prompt(completions: list[Completion], values: list[float]) -> tuple[float, float]:
-    """Mean over prompts of each prompt's mean, and its standard error across prompts (samples of one prompt are
-    not independent draws of the task)."""
-    per_prompt: dict[int, list[float]] = {}
-    for completion, value in zip(completions, values):
-        per_prompt.setdefault(completion.prompt_index, []).append(value)
-    means = [statistics.fmean(v) for v in per_prompt.values()]
-    if len(means) < 2:
-        return (means[0] if means else math.nan), math.nan
-    return statistics.fmean(means), statistics.stdev(means) / math.sqrt(len(means))
 
 
 def to_options(raw: dict) -> SentimentOptions:
