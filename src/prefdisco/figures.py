@@ -35,7 +35,6 @@ from matplotlib.ticker import MaxNLocator
 from prefdisco.io import read_jsonl
 from prefdisco.objectives import DISPLAY_NAMES
 from prefdisco.summary import (
-    FAILED_STATUSES,
     Record,
     finite,
     is_evaluated,
