@@ -163,7 +163,7 @@ def test_server_down_is_recorded_quickly(tmp_path):
     assert time.monotonic() - started < 5  # the second candidate does not pay a second retry budget
     for record in records:
         assert record["code"] == "" and "APIConnectionError" in record["error"]
-        assert record["usage"]["prompt_tokens"] == 0
+        assert record["usage"]["prompt_tokens"] == 0 and record["usage"]["cached"] is False
     assert (tmp_path / "transcripts" / "g3-k1.md").is_file()
 
 

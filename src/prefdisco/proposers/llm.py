@@ -165,7 +165,7 @@ def propose_one(chat: Chat, archive: list[dict], generation: int, candidate: int
                      "temperature": chat.default_temperature if temperature is None else temperature,
                      "base_url": chat.base_url, "seed": seed},
         "prompt_hash": prompt_hash(messages),
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "cached": True},
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "cached": False},
     }
     transcript.messages(messages)
     for turn in range(2):  # the request, then at most one corrective re-ask
@@ -180,7 +180,8 @@ def propose_one(chat: Chat, archive: list[dict], generation: int, candidate: int
         usage["prompt_tokens"] += reply.prompt_tokens
         usage["completion_tokens"] += reply.completion_tokens
         usage["cost_usd"] = round(usage["cost_usd"] + reply.cost_usd, 8)
-        usage["cached"] = usage["cached"] and reply.cached
+        # cached: every reply this candidate got came from the cache (none at all is not "cached")
+        usage["cached"] = reply.cached if turn == 0 else usage["cached"] and reply.cached
         transcript.add(f"reply {turn} ({'cached, ' if reply.cached else ''}finish_reason {reply.finish_reason}, "
                        f"{reply.prompt_tokens} prompt + {reply.completion_tokens} completion tokens)",
                        reply.content or "(empty)")
