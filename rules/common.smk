@@ -1,9 +1,22 @@
 # Helpers and input functions; the config is validated here, before any job runs.
 import json
 import re
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
+
+# The stage contracts (ids, statuses, which candidates are trained) from the workflow's own package, the same
+# definitions its jobs use.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from prefdisco.records import (
+    UNIT_PATTERN,
+    candidate_id,
+    experiment_unit,
+    experiment_unit_id,
+    goes_to_training,
+    parse_candidate_id,
+)
 
 
 validate(config, schema="../src/prefdisco/schemas/config.schema.yaml")
@@ -16,7 +29,7 @@ wildcard_constraints:
     run=r"[A-Za-z0-9_.-]+",
     g=r"\d+",
     k=r"\d+",
-    unit=r"gen\d+/cand\d+|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+",
+    unit=UNIT_PATTERN,
 
 
 def as_json(value):
@@ -67,7 +80,7 @@ def trained_candidates(wildcards):
     """Candidates of generation g that validation passed on to training: valid and not a duplicate."""
     with open(checkpoints.validate.get(**wildcards).output[0]) as handle:
         verdicts = json.load(handle)
-    return [v["id"].split("-k")[1] for v in verdicts if v["valid"] and not v.get("duplicate_of")]
+    return [parse_candidate_id(v["id"])[1] for v in verdicts if goes_to_training(v)]
 
 
 def generation_trainings(wildcards):
@@ -86,7 +99,7 @@ def experiment_units(run):
         for objective in grid["objectives"]:
             for beta in grid["betas"]:
                 for seed in grid["seeds"]:
-                    units.append(f"experiments/{name}/{objective}/beta{beta}/seed{seed}")
+                    units.append(experiment_unit(experiment_unit_id(name, objective, beta, seed)))
     return units
 
 
@@ -119,7 +132,7 @@ MT_BENCH_FITNESS = config["fitness"].get("benchmark", "task") == "mt_bench"
 ALPACA_EVAL_HELD_OUT = ALPACA_EVAL.get("held_out", False)
 JUDGE_CACHE = config["llm_cache"]  # the proposer's too: one content-addressed cache of LLM replies
 # what a benchmark answers: the reference itself, a discovery candidate or a fixed experiment
-JUDGED_MODEL = r"reference|gen\d+/cand\d+|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+"
+JUDGED_MODEL = f"reference|{UNIT_PATTERN}"
 BENCHMARK_FILES = {
     "mt_bench": ["question.jsonl", "judge_prompts.jsonl", "reference_answer/gpt-4.jsonl"],
     "alpaca_eval": ["alpaca_eval_gpt4_baseline.json", "df_gamed.csv"],

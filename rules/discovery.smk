@@ -68,13 +68,15 @@ rule candidate_objective:
         validation="results/{run}/gen{g}/validation.json",
     output:
         "results/{run}/gen{g}/cand{k}/objective.json",
+    params:
+        id=lambda wildcards: candidate_id(int(wildcards.g), int(wildcards.k)),
     log:
         "results/{run}/logs/gen{g}/cand{k}/objective.log",
     conda:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.candidates candidate --proposals {input.proposals} --validation {input.validation}"
-        " --id g{wildcards.g}-k{wildcards.k} --output {output} > {log} 2>&1"
+        " --id {params.id} --output {output} > {log} 2>&1"
 
 
 rule archive:
