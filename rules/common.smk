@@ -19,7 +19,8 @@ from prefdisco.records import (
 )
 
 
-validate(config, schema="../src/prefdisco/schemas/config.schema.yaml")
+# set_default: the schema is the only source of defaults; nothing below falls back to a default of its own.
+validate(config, schema="../src/prefdisco/schemas/config.schema.yaml", set_default=True)
 
 RUN = config["run"]
 GENERATIONS = config["discovery"]["generations"]
@@ -47,22 +48,21 @@ def task_options():
 
 def accelerate_config():
     """The accelerate config a job with several GPUs launches with (config `training.distributed`)."""
-    strategy = config["training"].get("distributed", "deepspeed_zero3")
-    return str(Path(workflow.basedir) / "configs" / "accelerate" / f"{strategy}.yaml")
+    return str(Path(workflow.basedir) / "configs" / "accelerate" / f"{config['training']['distributed']}.yaml")
 
 
 def threads_for(rule_name):
-    return config["threads"].get(rule_name, 1)
+    return config["threads"][rule_name]
 
 
-def resource(rule_name, key, default=None):
+def resource(rule_name, key):
     """A scheduler resource of a rule, from config `resources.<rule>.<key>`; None leaves it to the profile."""
-    return config["resources"].get(rule_name, {}).get(key, default)
+    return config["resources"][rule_name][key]
 
 
-def scaled_resource(rule_name, key, default):
+def scaled_resource(rule_name, key):
     """Memory and time grow with each retry (--retries), so a job killed for either gets more next time."""
-    return lambda wildcards, attempt: resource(rule_name, key, default) * attempt
+    return lambda wildcards, attempt: resource(rule_name, key) * attempt
 
 
 def run_locally(rule_name):
@@ -95,7 +95,7 @@ def generation_evaluations(wildcards):
 
 def experiment_units(run):
     units = []
-    for name, grid in config.get("experiments", {}).items():
+    for name, grid in config["experiments"].items():
         for objective in grid["objectives"]:
             for beta in grid["betas"]:
                 for seed in grid["seeds"]:
@@ -108,7 +108,7 @@ def experiment_evaluations(wildcards):
 
 
 def experiment_targets():
-    return [f"results/{RUN}/experiments.csv"] if config.get("experiments") else []
+    return [f"results/{RUN}/experiments.csv"] if config["experiments"] else []
 
 
 def all_targets():
@@ -125,11 +125,11 @@ def all_targets():
 
 # --- judged benchmarks: MT-Bench as the fitness, AlpacaEval 2.0 held out (rules/judging.smk) ----------------------
 
-BENCHMARKS = config.get("benchmarks", {})
-MT_BENCH = BENCHMARKS.get("mt_bench", {})
-ALPACA_EVAL = BENCHMARKS.get("alpaca_eval", {})
-MT_BENCH_FITNESS = config["fitness"].get("benchmark", "task") == "mt_bench"
-ALPACA_EVAL_HELD_OUT = ALPACA_EVAL.get("held_out", False)
+BENCHMARKS = config["benchmarks"]
+MT_BENCH = BENCHMARKS["mt_bench"]
+ALPACA_EVAL = BENCHMARKS["alpaca_eval"]
+MT_BENCH_FITNESS = config["fitness"]["benchmark"] == "mt_bench"
+ALPACA_EVAL_HELD_OUT = ALPACA_EVAL["held_out"]
 JUDGE_CACHE = config["llm_cache"]  # the proposer's too: one content-addressed cache of LLM replies
 # what a benchmark answers: the reference itself, a discovery candidate or a fixed experiment
 JUDGED_MODEL = f"reference|{UNIT_PATTERN}"
@@ -161,14 +161,14 @@ def benchmark_data(name):
 
 def benchmark_source(name):
     """Where a benchmark's data comes from: local copies, a mirror, or (nothing) the pinned sources."""
-    section = BENCHMARKS.get(name, {})
-    if section.get("data_dir"):
+    section = BENCHMARKS[name]
+    if section["data_dir"]:
         return f"--local-dir {section['data_dir']}"
-    return f"--mirror {section['mirror']}" if section.get("mirror") else ""
+    return f"--mirror {section['mirror']}" if section["mirror"] else ""
 
 
 def benchmark_local_files(name):
-    data_dir = BENCHMARKS.get(name, {}).get("data_dir")
+    data_dir = BENCHMARKS[name]["data_dir"]
     return [f"{data_dir}/{f}" for f in BENCHMARK_FILES[name]] if data_dir else []
 
 
@@ -199,7 +199,7 @@ def alpaca_eval_metrics(wildcards):
     """AlpacaEval results of every held-out objective against every configured reference."""
     return [f"results/{wildcards.run}/{entry['unit']}/alpaca_eval/{reference}/metrics.json"
             for entry in alpaca_eval_selection(wildcards.run)
-            for reference in ALPACA_EVAL.get("references", ["gpt4_turbo"])]
+            for reference in ALPACA_EVAL["references"]]
 
 
 def alpaca_eval_reference_outputs(wildcards):
