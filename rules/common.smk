@@ -4,11 +4,13 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# The stage contracts (ids, statuses, which candidates are trained) from the workflow's own package, the same
-# definitions its jobs use.
+# The stage contracts (ids, statuses, which candidates are trained) and the config checks from the workflow's own
+# package, the same definitions its jobs use.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from prefdisco.config_checks import config_errors
 from prefdisco.records import (
     UNIT_PATTERN,
     candidate_id,
@@ -21,6 +23,9 @@ from prefdisco.records import (
 
 # set_default: the schema is the only source of defaults; nothing below falls back to a default of its own.
 validate(config, schema="../src/prefdisco/schemas/config.schema.yaml", set_default=True)
+# What the schema cannot say (files the config names exist, trainable_layers fits the model), before any job runs.
+if config_problems := config_errors(config):
+    raise WorkflowError("invalid config:\n" + "\n".join(config_problems))
 
 RUN = config["run"]
 GENERATIONS = config["discovery"]["generations"]

