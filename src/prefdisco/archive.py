@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from .cli import setup_logging
-from .io import read_json, read_jsonl, write_jsonl
+from .io import provenance, read_json, read_jsonl, write_jsonl
 from .records import (DUPLICATE, INVALID, OK, PROPOSAL_KEYS, VALIDATION_KEYS, ArchiveRecord, goes_to_training,
                       is_evaluated)
 
@@ -63,9 +63,15 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
 
     earlier = read_jsonl(args.previous) if args.previous else []
-    trainings = {r["id"]: r for r in map(read_json, args.trainings)}
-    evaluations = {r["id"]: r for r in map(read_json, args.evaluations)}
-    records = generation_records(read_json(args.proposals), read_json(args.validation), trainings, evaluations, earlier)
+    trainings = {r["id"]: (r, path) for path, r in zip(args.trainings, map(read_json, args.trainings))}
+    evaluations = {r["id"]: (r, path) for path, r in zip(args.evaluations, map(read_json, args.evaluations))}
+    records = generation_records(read_json(args.proposals), read_json(args.validation),
+                                 {k: r for k, (r, _) in trainings.items()}, {k: r for k, (r, _) in evaluations.items()},
+                                 earlier)
+    shared = provenance(args.previous, args.proposals, args.validation)
+    for record in records:  # its own training and evaluation, besides what the whole generation was built from
+        record["inputs"] = {**shared, **provenance(trainings.get(record["id"], (None, None))[1],
+                                                   evaluations.get(record["id"], (None, None))[1])}
     write_jsonl(args.output, earlier + records)
     ok = [r for r in records if is_evaluated(r)]
     best = max(ok, key=lambda r: r["fitness"], default=None)

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from .cli import setup_logging
-from .io import read_json, write_json
+from .io import provenance, read_json, write_json
 from .objectives import function_name, library_source
 from .records import ObjectiveSpec, goes_to_training
 
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     if args.kind == "candidate":
         spec = candidate_spec(read_json(args.proposals), read_json(args.validation), args.id)
+        spec["inputs"] = provenance(args.proposals, args.validation)
     else:
         spec = experiment_spec(args.id, args.objective, args.beta, args.seed)
     write_json(args.output, spec)

@@ -16,7 +16,7 @@ import torch
 
 from .cli import json_option, setup_logging
 from .devices import assign_gpus
-from .io import read_json, write_json
+from .io import provenance, read_json, write_json
 from .models import load_causal_lm, load_tokenizer, resolve_device, set_threads
 from .policy import load_policy
 from .records import EVAL_FAILED, OK
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     judged = read_json(args.judged) if args.judged else None
     record = run_evaluation(args.task, args.options, args.reference, read_json(args.heldout), args.seed,
                             args.kl_penalty, args.device, args.policy_dir, train_record, judged)
+    record["inputs"] = provenance(args.train_record, args.reference, args.heldout, args.judged)
     write_json(args.output, record)
     log.info("%s: %s, fitness %s", record["id"], record["status"], record["fitness"])
 

@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .cli import json_option, setup_logging
-from .io import read_jsonl, sha256_text, write_json
+from .io import provenance, read_jsonl, sha256_text, write_json
 from .objectives import LIBRARY, function_name, library_source
 from .options import options_from
 from .records import Proposal, proposal
@@ -115,8 +115,11 @@ def main(argv: list[str] | None = None) -> None:
                                 args.backend_options, args.transcripts, args.cache)
         except (ValueError, FileNotFoundError) as error:
             parser.error(str(error))
+    transcript = args.backend_options.get("transcript") if args.backend == "replay" and args.generation else None
+    inputs = provenance(args.archive, transcript)
     for proposal in proposals:
         proposal.setdefault("code_hash", sha256_text(proposal.get("code") or ""))
+        proposal["inputs"] = inputs
     if args.transcripts is not None:
         args.transcripts.mkdir(parents=True, exist_ok=True)
     write_json(args.output, proposals)

@@ -21,7 +21,7 @@ import torch
 
 from .cli import json_option, setup_logging
 from .devices import assign_gpus
-from .io import read_json, read_jsonl, write_json
+from .io import provenance, read_json, read_jsonl, write_json
 from .launch import is_main_process, launched, relaunch, world_size
 from .models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
 from .policy import save_policy
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     record = run_training(spec, args.reference, read_jsonl(args.pairs), read_jsonl(args.reference_logps),
                           TrainingOptions(**args.training), args.policy_dir)
     if is_main_process():
+        record["inputs"] = provenance(args.objective, args.reference, args.pairs, args.reference_logps)
         write_json(args.output, record)
         log.info("candidate %s: %s (%.1f s)", spec["id"], record["status"], record["wall_seconds"])
 
