@@ -105,6 +105,7 @@ class Proposal(TypedDict, total=False):
     code_hash: str
     error: str  # the proposer got no usable reply (the proposal has no code)
     wall_seconds: float
+    inputs: Inputs
 
 
 # The proposal's keys an archive record carries, in this order.
@@ -126,7 +127,7 @@ def proposal(generation: int, candidate: int, *, name: str, thought: str, code: 
     return record
 
 
-class Verdict(TypedDict):
+class Verdict(TypedDict, total=False):
     """validation.json holds a list of these, one per proposal, in order."""
 
     id: str
@@ -138,6 +139,7 @@ class Verdict(TypedDict):
     curve: Optional[dict]
     wall_seconds: float
     duplicate_of: Optional[str]
+    inputs: Inputs
 
 
 # The verdict's keys an archive record keeps under "validation".
@@ -149,13 +151,15 @@ def goes_to_training(verdict: Verdict | dict) -> bool:
     return bool(verdict["valid"]) and not verdict.get("duplicate_of")
 
 
-class ObjectiveSpec(TypedDict):
+class ObjectiveSpec(TypedDict, total=False):
     """objective.json: what one training unit trains with."""
 
     id: str
     name: str
     code: str
     training_overrides: dict[str, Any]
+    library_name: str  # a fixed experiment's library objective
+    inputs: Inputs
 
 
 class TrainingRecord(TypedDict, total=False):
