@@ -1,12 +1,31 @@
 # Helpers and input functions; the config is validated here, before any job runs.
 import json
 import re
+import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+# The stage contracts (ids, statuses, which candidates are trained) and the config checks from the workflow's own
+# package, the same definitions its jobs use.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from prefdisco.config_checks import config_errors
+from prefdisco.records import (
+    UNIT_PATTERN,
+    candidate_id,
+    experiment_unit,
+    experiment_unit_id,
+    goes_to_training,
+    parse_candidate_id,
+)
 
-validate(config, schema="../src/prefdisco/schemas/config.schema.yaml")
+
+# set_default: the schema is the only source of defaults; nothing below falls back to a default of its own.
+validate(config, schema="../src/prefdisco/schemas/config.schema.yaml", set_default=True)
+# What the schema cannot say (files the config names exist, trainable_layers fits the model), before any job runs.
+if config_problems := config_errors(config):
+    raise WorkflowError("invalid config:\n" + "\n".join(config_problems))
 
 RUN = config["run"]
 GENERATIONS = config["discovery"]["generations"]
@@ -16,7 +35,7 @@ wildcard_constraints:
     run=r"[A-Za-z0-9_.-]+",
     g=r"\d+",
     k=r"\d+",
-    unit=r"gen\d+/cand\d+|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+",
+    unit=UNIT_PATTERN,
 
 
 def as_json(value):
@@ -34,22 +53,21 @@ def task_options():
 
 def accelerate_config():
     """The accelerate config a job with several GPUs launches with (config `training.distributed`)."""
-    strategy = config["training"].get("distributed", "deepspeed_zero3")
-    return str(Path(workflow.basedir) / "configs" / "accelerate" / f"{strategy}.yaml")
+    return str(Path(workflow.basedir) / "configs" / "accelerate" / f"{config['training']['distributed']}.yaml")
 
 
 def threads_for(rule_name):
-    return config["threads"].get(rule_name, 1)
+    return config["threads"][rule_name]
 
 
-def resource(rule_name, key, default=None):
+def resource(rule_name, key):
     """A scheduler resource of a rule, from config `resources.<rule>.<key>`; None leaves it to the profile."""
-    return config["resources"].get(rule_name, {}).get(key, default)
+    return config["resources"][rule_name][key]
 
 
-def scaled_resource(rule_name, key, default):
+def scaled_resource(rule_name, key):
     """Memory and time grow with each retry (--retries), so a job killed for either gets more next time."""
-    return lambda wildcards, attempt: resource(rule_name, key, default) * attempt
+    return lambda wildcards, attempt: resource(rule_name, key) * attempt
 
 
 def run_locally(rule_name):
@@ -67,7 +85,7 @@ def trained_candidates(wildcards):
     """Candidates of generation g that validation passed on to training: valid and not a duplicate."""
     with open(checkpoints.validate.get(**wildcards).output[0]) as handle:
         verdicts = json.load(handle)
-    return [v["id"].split("-k")[1] for v in verdicts if v["valid"] and not v.get("duplicate_of")]
+    return [parse_candidate_id(v["id"])[1] for v in verdicts if goes_to_training(v)]
 
 
 def generation_trainings(wildcards):
@@ -82,11 +100,11 @@ def generation_evaluations(wildcards):
 
 def experiment_units(run):
     units = []
-    for name, grid in config.get("experiments", {}).items():
+    for name, grid in config["experiments"].items():
         for objective in grid["objectives"]:
             for beta in grid["betas"]:
                 for seed in grid["seeds"]:
-                    units.append(f"experiments/{name}/{objective}/beta{beta}/seed{seed}")
+                    units.append(experiment_unit(experiment_unit_id(name, objective, beta, seed)))
     return units
 
 
@@ -95,7 +113,7 @@ def experiment_evaluations(wildcards):
 
 
 def experiment_targets():
-    return [f"results/{RUN}/experiments.csv"] if config.get("experiments") else []
+    return [f"results/{RUN}/experiments.csv"] if config["experiments"] else []
 
 
 def all_targets():
@@ -112,14 +130,14 @@ def all_targets():
 
 # --- judged benchmarks: MT-Bench as the fitness, AlpacaEval 2.0 held out (rules/judging.smk) ----------------------
 
-BENCHMARKS = config.get("benchmarks", {})
-MT_BENCH = BENCHMARKS.get("mt_bench", {})
-ALPACA_EVAL = BENCHMARKS.get("alpaca_eval", {})
-MT_BENCH_FITNESS = config["fitness"].get("benchmark", "task") == "mt_bench"
-ALPACA_EVAL_HELD_OUT = ALPACA_EVAL.get("held_out", False)
+BENCHMARKS = config["benchmarks"]
+MT_BENCH = BENCHMARKS["mt_bench"]
+ALPACA_EVAL = BENCHMARKS["alpaca_eval"]
+MT_BENCH_FITNESS = config["fitness"]["benchmark"] == "mt_bench"
+ALPACA_EVAL_HELD_OUT = ALPACA_EVAL["held_out"]
 JUDGE_CACHE = config["llm_cache"]  # the proposer's too: one content-addressed cache of LLM replies
 # what a benchmark answers: the reference itself, a discovery candidate or a fixed experiment
-JUDGED_MODEL = r"reference|gen\d+/cand\d+|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+"
+JUDGED_MODEL = f"reference|{UNIT_PATTERN}"
 BENCHMARK_FILES = {
     "mt_bench": ["question.jsonl", "judge_prompts.jsonl", "reference_answer/gpt-4.jsonl"],
     "alpaca_eval": ["alpaca_eval_gpt4_baseline.json", "df_gamed.csv"],
@@ -148,14 +166,14 @@ def benchmark_data(name):
 
 def benchmark_source(name):
     """Where a benchmark's data comes from: local copies, a mirror, or (nothing) the pinned sources."""
-    section = BENCHMARKS.get(name, {})
-    if section.get("data_dir"):
+    section = BENCHMARKS[name]
+    if section["data_dir"]:
         return f"--local-dir {section['data_dir']}"
-    return f"--mirror {section['mirror']}" if section.get("mirror") else ""
+    return f"--mirror {section['mirror']}" if section["mirror"] else ""
 
 
 def benchmark_local_files(name):
-    data_dir = BENCHMARKS.get(name, {}).get("data_dir")
+    data_dir = BENCHMARKS[name]["data_dir"]
     return [f"{data_dir}/{f}" for f in BENCHMARK_FILES[name]] if data_dir else []
 
 
@@ -186,7 +204,7 @@ def alpaca_eval_metrics(wildcards):
     """AlpacaEval results of every held-out objective against every configured reference."""
     return [f"results/{wildcards.run}/{entry['unit']}/alpaca_eval/{reference}/metrics.json"
             for entry in alpaca_eval_selection(wildcards.run)
-            for reference in ALPACA_EVAL.get("references", ["gpt4_turbo"])]
+            for reference in ALPACA_EVAL["references"]]
 
 
 def alpaca_eval_reference_outputs(wildcards):

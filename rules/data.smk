@@ -9,16 +9,16 @@ rule preferences:
         task=config["task"]["name"],
         options=task_options(),
         seed=config["seed"],
-        device=config["training"].get("device", "auto"),
+        device=config["training"]["device"],
     log:
         "results/{run}/logs/preferences.log",
     benchmark:
         "results/{run}/benchmarks/preferences.tsv"
     threads: threads_for("preferences")
     resources:
-        mem_mb=scaled_resource("preferences", "mem_mb", 4000),
-        runtime=scaled_resource("preferences", "runtime", 30),
-        gpu=resource("preferences", "gpu", 0),
+        mem_mb=scaled_resource("preferences", "mem_mb"),
+        runtime=scaled_resource("preferences", "runtime"),
+        gpu=resource("preferences", "gpu"),
         cpus_per_gpu=resource("preferences", "cpus_per_gpu"),
     conda:
         "../envs/prefdisco.yaml"
@@ -42,9 +42,9 @@ rule reference_logps:
         "results/{run}/benchmarks/reference_logps.tsv"
     threads: threads_for("reference_logps")
     resources:
-        mem_mb=scaled_resource("reference_logps", "mem_mb", 4000),
-        runtime=scaled_resource("reference_logps", "runtime", 30),
-        gpu=resource("reference_logps", "gpu", 0),
+        mem_mb=scaled_resource("reference_logps", "mem_mb"),
+        runtime=scaled_resource("reference_logps", "runtime"),
+        gpu=resource("reference_logps", "gpu"),
         cpus_per_gpu=resource("reference_logps", "cpus_per_gpu"),
     conda:
         "../envs/prefdisco.yaml"
@@ -64,7 +64,7 @@ rule evaluate_reference:
         task=config["task"]["name"],
         options=task_options(),
         seed=config["seed"],
-        device=config["training"].get("device", "auto"),
+        device=config["training"]["device"],
         judged=lambda wildcards, input: f"--judged {input.judged}" if input.judged else "",
     log:
         "results/{run}/logs/evaluate_reference.log",
@@ -72,9 +72,9 @@ rule evaluate_reference:
         "results/{run}/benchmarks/evaluate_reference.tsv"
     threads: threads_for("evaluate")
     resources:
-        mem_mb=scaled_resource("evaluate", "mem_mb", 4000),
-        runtime=scaled_resource("evaluate", "runtime", 30),
-        gpu=resource("evaluate", "gpu", 0),
+        mem_mb=scaled_resource("evaluate", "mem_mb"),
+        runtime=scaled_resource("evaluate", "runtime"),
+        gpu=resource("evaluate", "gpu"),
         cpus_per_gpu=resource("evaluate", "cpus_per_gpu"),
     conda:
         "../envs/prefdisco.yaml"

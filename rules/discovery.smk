@@ -19,7 +19,7 @@ rule propose:
         seed_objectives=" ".join(config["discovery"]["seed_objectives"]),
         population=config["discovery"]["population"],
         backend=config["discovery"]["proposer"]["backend"],
-        options=as_json(config["discovery"]["proposer"].get("options", {})),
+        options=as_json(config["discovery"]["proposer"]["options"]),
         seed=config["seed"],
         cache=config["llm_cache"],
     log:
@@ -44,16 +44,16 @@ checkpoint validate:
     params:
         archive=lambda wildcards, input: f"--archive {input.archive}" if input.archive else "",
         beta=config["training"]["beta"],
-        cpu_seconds=config["sandbox"].get("cpu_seconds", 20),
-        memory_mb=config["sandbox"].get("memory_mb", 4096),
-        wall_seconds=config["sandbox"].get("wall_seconds", 60),
+        cpu_seconds=config["sandbox"]["cpu_seconds"],
+        memory_mb=config["sandbox"]["memory_mb"],
+        wall_seconds=config["sandbox"]["wall_seconds"],
     log:
         "results/{run}/logs/gen{g}/validate.log",
     benchmark:
         "results/{run}/benchmarks/gen{g}/validate.tsv"
     resources:
-        mem_mb=scaled_resource("validate", "mem_mb", 6000),
-        runtime=scaled_resource("validate", "runtime", 30),
+        mem_mb=scaled_resource("validate", "mem_mb"),
+        runtime=scaled_resource("validate", "runtime"),
     conda:
         "../envs/prefdisco.yaml"
     shell:
@@ -68,13 +68,15 @@ rule candidate_objective:
         validation="results/{run}/gen{g}/validation.json",
     output:
         "results/{run}/gen{g}/cand{k}/objective.json",
+    params:
+        id=lambda wildcards: candidate_id(int(wildcards.g), int(wildcards.k)),
     log:
         "results/{run}/logs/gen{g}/cand{k}/objective.log",
     conda:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.candidates candidate --proposals {input.proposals} --validation {input.validation}"
-        " --id g{wildcards.g}-k{wildcards.k} --output {output} > {log} 2>&1"
+        " --id {params.id} --output {output} > {log} 2>&1"
 
 
 rule archive:

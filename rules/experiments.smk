@@ -8,13 +8,15 @@ localrules:
 rule experiment_objective:
     output:
         "results/{run}/experiments/{experiment}/{objective}/beta{beta}/seed{seed}/objective.json",
+    params:
+        id=lambda wildcards: experiment_unit_id(wildcards.experiment, wildcards.objective, wildcards.beta, wildcards.seed),
     log:
         "results/{run}/logs/experiments/{experiment}/{objective}/beta{beta}/seed{seed}/objective.log",
     conda:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.candidates experiment"
-        " --id {wildcards.experiment}/{wildcards.objective}/beta{wildcards.beta}/seed{wildcards.seed}"
+        " --id {params.id}"
         " --objective {wildcards.objective} --beta {wildcards.beta} --seed {wildcards.seed}"
         " --output {output} > {log} 2>&1"
 

@@ -36,11 +36,11 @@ rule mt_bench_answers:
         record="results/{run}/{model}/mt_bench/answers.json",
     params:
         policy=policy_arguments,
-        options=as_json(MT_BENCH.get("answers", {})),
+        options=as_json(MT_BENCH["answers"]),
         model_id=judged_model_id,
         seed=config["seed"],
-        device=config["training"].get("device", "auto"),
-        precision=config["training"].get("precision", "auto"),
+        device=config["training"]["device"],
+        precision=config["training"]["precision"],
     log:
         "results/{run}/logs/{model}/mt_bench_answers.log",
     benchmark:
@@ -49,9 +49,9 @@ rule mt_bench_answers:
         model=JUDGED_MODEL,
     threads: threads_for("answers")
     resources:
-        mem_mb=scaled_resource("answers", "mem_mb", 4000),
-        runtime=scaled_resource("answers", "runtime", 60),
-        gpu=resource("answers", "gpu", 0),
+        mem_mb=scaled_resource("answers", "mem_mb"),
+        runtime=scaled_resource("answers", "runtime"),
+        gpu=resource("answers", "gpu"),
         cpus_per_gpu=resource("answers", "cpus_per_gpu"),
     conda:
         "../envs/prefdisco.yaml"
@@ -72,7 +72,7 @@ rule mt_bench_judgment:
         judgments="results/{run}/{model}/mt_bench/model_judgment.jsonl",
         scores="results/{run}/{model}/mt_bench/scores.json",
     params:
-        judge=as_json(MT_BENCH.get("judge", {})),
+        judge=as_json(MT_BENCH["judge"]),
         cache=JUDGE_CACHE,
         model_id=judged_model_id,
     log:
@@ -134,8 +134,8 @@ checkpoint alpaca_eval_selection:
     output:
         "results/{run}/alpaca_eval/selection.json",
     params:
-        top_k=ALPACA_EVAL.get("top_k", 3),
-        seeds="" if ALPACA_EVAL.get("include_seeds", True) else "--no-seeds",
+        top_k=ALPACA_EVAL["top_k"],
+        seeds="" if ALPACA_EVAL["include_seeds"] else "--no-seeds",
     log:
         "results/{run}/logs/alpaca_eval_selection.log",
     conda:
@@ -154,11 +154,11 @@ rule alpaca_eval_outputs:
         record="results/{run}/{model}/alpaca_eval/outputs.json",
     params:
         policy=policy_arguments,
-        options=as_json(ALPACA_EVAL.get("answers", {})),
+        options=as_json(ALPACA_EVAL["answers"]),
         model_id=judged_model_id,
         seed=config["seed"],
-        device=config["training"].get("device", "auto"),
-        precision=config["training"].get("precision", "auto"),
+        device=config["training"]["device"],
+        precision=config["training"]["precision"],
     log:
         "results/{run}/logs/{model}/alpaca_eval_outputs.log",
     benchmark:
@@ -167,9 +167,9 @@ rule alpaca_eval_outputs:
         model=JUDGED_MODEL,
     threads: threads_for("answers")
     resources:
-        mem_mb=scaled_resource("answers", "mem_mb", 4000),
-        runtime=scaled_resource("answers", "runtime", 60),
-        gpu=resource("answers", "gpu", 0),
+        mem_mb=scaled_resource("answers", "mem_mb"),
+        runtime=scaled_resource("answers", "runtime"),
+        gpu=resource("answers", "gpu"),
         cpus_per_gpu=resource("answers", "cpus_per_gpu"),
     conda:
         "../envs/prefdisco.yaml"
@@ -192,7 +192,7 @@ rule alpaca_eval_annotations:
         metrics="results/{run}/{model}/alpaca_eval/{reference}/metrics.json",
     params:
         sft=lambda wildcards, input: f"--sft-outputs {input.sft}" if input.sft else "",
-        annotator=as_json(ALPACA_EVAL.get("annotator", {})),
+        annotator=as_json(ALPACA_EVAL["annotator"]),
         cache=JUDGE_CACHE,
         model_id=judged_model_id,
     log:

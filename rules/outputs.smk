@@ -45,3 +45,17 @@ rule figures:
         "python -m prefdisco.figures --archive {input.archive} --reference-eval {input.reference}"
         " --fitness-figure {output.fitness} --shapes-figure {output.shapes}"
         " --reward-kl-figure {output.reward_kl} > {log} 2>&1"
+
+
+# `snakemake verify`: every record parses and matches the sha256 of each input it names; prints the command that
+# rebuilds only what a damaged file affects. Builds nothing itself.
+rule verify:
+    localrule: True
+    params:
+        run=f"results/{RUN}",
+    log:
+        f"results/{RUN}/logs/verify.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.verify {params.run} --report {log}"

@@ -6,7 +6,7 @@ rule reference:
     params:
         source=config["reference"]["source"],
         revision=lambda wildcards: (
-            f"--revision {config['reference']['revision']}" if config["reference"].get("revision") else ""
+            f"--revision {config['reference']['revision']}" if config["reference"]["revision"] else ""
         ),
     log:
         "results/{run}/logs/reference.log",

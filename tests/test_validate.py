@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from prefdisco.io import read_json, write_json, write_jsonl
+from prefdisco.io import read_json, sha256_file, write_json, write_jsonl
 from prefdisco.objectives import library_source
 from prefdisco.sandbox.runner import SandboxLimits
 from prefdisco.validate import main, validate_proposals
@@ -84,7 +84,8 @@ def test_cli_writes_records_and_logs_one_line_per_candidate(tmp_path: Path, capl
     records = read_json(output)
     assert [r["id"] for r in records] == ["p-dpo", "p-bad", "p-none"]
     assert [r["valid"] for r in records] == [True, False, False]
-    assert all(set(r) == RECORD_KEYS for r in records)
+    assert all(set(r) == RECORD_KEYS | {"inputs"} for r in records)
+    assert all(r["inputs"] == {str(proposals): sha256_file(proposals)} for r in records)  # provenance
     json.loads(output.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     lines = [r.getMessage() for r in caplog.records if r.name == "prefdisco.validate"]
     assert any(line.startswith("p-dpo: valid (fingerprint ") for line in lines)

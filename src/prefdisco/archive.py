@@ -1,7 +1,7 @@
 """Stage: archive(g), every record up to generation g, readable by a person and by the next generation's proposer.
 
 One record per proposal: the proposal itself, its validation verdict, and its training and evaluation results,
-with a single status: ok, invalid, duplicate, train_failed or eval_failed.
+with a single status (prefdisco.records.STATUSES): ok, invalid, duplicate, train_failed or eval_failed.
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ import logging
 from pathlib import Path
 
 from .cli import setup_logging
-from .io import read_json, read_jsonl, write_jsonl
+from .io import provenance, read_json, read_jsonl, write_jsonl
+from .records import (DUPLICATE, INVALID, OK, PROPOSAL_KEYS, VALIDATION_KEYS, ArchiveRecord, goes_to_training,
+                      is_evaluated)
 
 log = logging.getLogger(__name__)
 
-VALIDATION_KEYS = ("checks", "measurements", "curve", "wall_seconds")
-
-
 def generation_records(proposals: list[dict], validation: list[dict], trainings: dict[str, dict],
-                       evaluations: dict[str, dict], earlier: list[dict]) -> list[dict]:
+                       evaluations: dict[str, dict], earlier: list[dict]) -> list[ArchiveRecord]:
     """Merge one generation's proposals with their validation, training and evaluation results."""
     verdicts = {v["id"]: v for v in validation}
     fitness_of = {r["id"]: r.get("fitness") for r in earlier}
@@ -28,18 +27,16 @@ def generation_records(proposals: list[dict], validation: list[dict], trainings:
         verdict = verdicts.get(proposal["id"])
         if verdict is None:
             raise ValueError(f"candidate {proposal['id']} has no validation record")
-        record = {key: proposal.get(key) for key in (
-            "id", "generation", "candidate", "name", "library_name", "thought", "code", "genome", "parents",
-            "proposer", "prompt_hash", "usage")}
+        record = {key: proposal.get(key) for key in PROPOSAL_KEYS}
         record.update(fingerprint=verdict.get("fingerprint"), duplicate_of=verdict.get("duplicate_of"),
                       validation={k: verdict.get(k) for k in VALIDATION_KEYS},
                       metrics={}, training={}, fitness=None, error=None)
         if not verdict["valid"]:
-            record.update(status="invalid", error=verdict["error"])
-        elif verdict.get("duplicate_of"):
+            record.update(status=INVALID, error=verdict["error"])
+        elif not goes_to_training(verdict):
             original = verdict["duplicate_of"]
             fitness_of.update({r["id"]: r.get("fitness") for r in records})
-            record.update(status="duplicate",
+            record.update(status=DUPLICATE,
                           error=f"behaves like {original} (same fingerprint; fitness {fitness_of.get(original)}): not trained again")
         else:
             evaluation = evaluations.get(proposal["id"])
@@ -66,11 +63,17 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
 
     earlier = read_jsonl(args.previous) if args.previous else []
-    trainings = {r["id"]: r for r in map(read_json, args.trainings)}
-    evaluations = {r["id"]: r for r in map(read_json, args.evaluations)}
-    records = generation_records(read_json(args.proposals), read_json(args.validation), trainings, evaluations, earlier)
+    trainings = {r["id"]: (r, path) for path, r in zip(args.trainings, map(read_json, args.trainings))}
+    evaluations = {r["id"]: (r, path) for path, r in zip(args.evaluations, map(read_json, args.evaluations))}
+    records = generation_records(read_json(args.proposals), read_json(args.validation),
+                                 {k: r for k, (r, _) in trainings.items()}, {k: r for k, (r, _) in evaluations.items()},
+                                 earlier)
+    shared = provenance(args.previous, args.proposals, args.validation)
+    for record in records:  # its own training and evaluation, besides what the whole generation was built from
+        record["inputs"] = {**shared, **provenance(trainings.get(record["id"], (None, None))[1],
+                                                   evaluations.get(record["id"], (None, None))[1])}
     write_jsonl(args.output, earlier + records)
-    ok = [r for r in records if r["status"] == "ok"]
+    ok = [r for r in records if is_evaluated(r)]
     best = max(ok, key=lambda r: r["fitness"], default=None)
     log.info("archive: %d new records (%d evaluated); best new: %s", len(records), len(ok),
              f"{best['id']} {best['name']} fitness {best['fitness']:.4f}" if best else "none")

@@ -11,23 +11,24 @@ import logging
 from pathlib import Path
 
 from .cli import setup_logging
-from .io import read_json, write_json
+from .io import provenance, read_json, write_json
 from .objectives import function_name, library_source
+from .records import ObjectiveSpec, goes_to_training
 
 log = logging.getLogger(__name__)
 
 
-def candidate_spec(proposals: list[dict], validation: list[dict], candidate_id: str) -> dict:
+def candidate_spec(proposals: list[dict], validation: list[dict], candidate_id: str) -> ObjectiveSpec:
     proposal = next((p for p in proposals if p["id"] == candidate_id), None)
     verdict = next((v for v in validation if v["id"] == candidate_id), None)
     if proposal is None or verdict is None:
         raise KeyError(f"candidate {candidate_id} is not among this generation's proposals and validations")
-    if not verdict["valid"] or verdict.get("duplicate_of"):
+    if not goes_to_training(verdict):
         raise ValueError(f"candidate {candidate_id} was not passed to training by validation")
     return {"id": candidate_id, "name": proposal["name"], "code": proposal["code"], "training_overrides": {}}
 
 
-def experiment_spec(unit_id: str, objective: str, beta: float, seed: int) -> dict:
+def experiment_spec(unit_id: str, objective: str, beta: float, seed: int) -> ObjectiveSpec:
     code = library_source(objective)
     return {"id": unit_id, "name": function_name(code), "library_name": objective, "code": code,
             "training_overrides": {"beta": beta, "seed": seed}}
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     if args.kind == "candidate":
         spec = candidate_spec(read_json(args.proposals), read_json(args.validation), args.id)
+        spec["inputs"] = provenance(args.proposals, args.validation)
     else:
         spec = experiment_spec(args.id, args.objective, args.beta, args.seed)
     write_json(args.output, spec)

@@ -16,9 +16,10 @@ import torch
 
 from .cli import json_option, setup_logging
 from .devices import assign_gpus
-from .io import read_json, write_json
+from .io import provenance, read_json, write_json
 from .models import load_causal_lm, load_tokenizer, resolve_device, set_threads
 from .policy import load_policy
+from .records import EVAL_FAILED, OK
 from .reference import reference_path
 from .tasks import get_task
 
@@ -43,11 +44,11 @@ def run_evaluation(task_name: str, task_options: dict, reference_json: Path, hel
                    judged: dict | None = None) -> dict:
     started = time.monotonic()
     candidate_id = train_record["id"] if train_record else "reference"
-    if train_record is not None and train_record["status"] != "ok":
+    if train_record is not None and train_record["status"] != OK:
         return {"id": candidate_id, "status": train_record["status"], "fitness": None, "metrics": {},
                 "error": train_record["error"], "wall_seconds": 0.0}
-    if judged is not None and judged.get("status") != "ok":  # no answers, or no rating the judge's replies parse to
-        return {"id": candidate_id, "status": "eval_failed", "fitness": None,
+    if judged is not None and judged.get("status") != OK:  # no answers, or no rating the judge's replies parse to
+        return {"id": candidate_id, "status": EVAL_FAILED, "fitness": None,
                 "metrics": judged_metrics(judged) if judged.get("judge") else {}, "error": judged.get("error"),
                 "wall_seconds": time.monotonic() - started}
     task = get_task(task_name)
@@ -59,7 +60,7 @@ def run_evaluation(task_name: str, task_options: dict, reference_json: Path, hel
     policy = reference if policy_dir is None else load_policy(policy_dir, device)
     broken = [name for name, p in policy.named_parameters() if not torch.isfinite(p).all()]
     if broken:  # a candidate objective can train weights into NaN without its loss ever being non-finite
-        return {"id": candidate_id, "status": "eval_failed", "fitness": None, "metrics": {},
+        return {"id": candidate_id, "status": EVAL_FAILED, "fitness": None, "metrics": {},
                 "error": f"trained policy has non-finite weights in {len(broken)} tensors, e.g. {broken[0]}",
                 "wall_seconds": time.monotonic() - started}
     metrics = task.score(policy, None if policy_dir is None else reference, tokenizer, heldout, options, seed)
@@ -70,7 +71,7 @@ def run_evaluation(task_name: str, task_options: dict, reference_json: Path, hel
         metrics.update(judged_metrics(judged))
     elif "reward" not in metrics:
         raise ValueError(f"task {task_name!r} has no reward of its own: set fitness.benchmark to mt_bench")
-    return {"id": candidate_id, "status": "ok", "fitness": fitness(metrics, kl_penalty), "metrics": metrics,
+    return {"id": candidate_id, "status": OK, "fitness": fitness(metrics, kl_penalty), "metrics": metrics,
             "error": None, "kl_penalty": kl_penalty, "sampling_seed": seed, "wall_seconds": time.monotonic() - started,
             "device_seconds": time.monotonic() - started if device.type == "cuda" else 0.0}
 
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     judged = read_json(args.judged) if args.judged else None
     record = run_evaluation(args.task, args.options, args.reference, read_json(args.heldout), args.seed,
                             args.kl_penalty, args.device, args.policy_dir, train_record, judged)
+    record["inputs"] = provenance(args.train_record, args.reference, args.heldout, args.judged)
     write_json(args.output, record)
     log.info("%s: %s, fitness %s", record["id"], record["status"], record["fitness"])
 

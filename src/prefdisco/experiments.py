@@ -16,6 +16,7 @@ import pandas as pd
 
 from .cli import setup_logging
 from .io import read_json
+from .records import OK, parse_experiment_unit_id
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,11 @@ log = logging.getLogger(__name__)
 def experiments_table(evaluations: list[dict], reference: dict) -> pd.DataFrame:
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for record in evaluations:
-        experiment, objective, beta, _seed = record["id"].split("/")
-        groups.setdefault((experiment, objective, beta.removeprefix("beta")), []).append(record)
+        experiment, objective, beta, _seed = parse_experiment_unit_id(record["id"])
+        groups.setdefault((experiment, objective, beta), []).append(record)
     rows = []
     for (experiment, objective, beta), records in sorted(groups.items()):
-        ok = [r for r in records if r["status"] == "ok"]
+        ok = [r for r in records if r["status"] == OK]
         rewards = [r["metrics"]["reward"] for r in ok]
         kls = [r["metrics"]["kl"] for r in ok]
         rows.append({

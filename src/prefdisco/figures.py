@@ -34,6 +34,7 @@ from matplotlib.ticker import MaxNLocator
 
 from prefdisco.io import read_jsonl
 from prefdisco.objectives import DISPLAY_NAMES
+from prefdisco.records import DUPLICATE, OK
 from prefdisco.summary import (
     Record,
     finite,
@@ -71,8 +72,8 @@ def plot_fitness_over_generations(records: Sequence[Record], path: str | Path) -
     ``n_failed``, ``n_duplicates`` and ``baseline_labels``.
     """
     evaluated = [r for r in records if is_evaluated(r)]
-    failed = [r for r in records if not is_evaluated(r) and r.get("status") != "duplicate"]
-    duplicates = [r for r in records if r.get("status") == "duplicate"]
+    failed = [r for r in records if not is_evaluated(r) and r.get("status") != DUPLICATE]
+    duplicates = [r for r in records if r.get("status") == DUPLICATE]
     generations = sorted({int(g) for r in records if (g := finite(r.get("generation"))) is not None})
 
     best_so_far: list[float | None] = []
@@ -278,7 +279,7 @@ def _baseline_record(records: Sequence[Record], library_name: str) -> Record | N
     candidates = [r for r in records if r.get("library_name") == library_name and _curve(r) is not None]
     if not candidates:
         return None
-    return min(candidates, key=lambda r: (r.get("status") != "ok", finite(r.get("generation")) or 0.0))
+    return min(candidates, key=lambda r: (r.get("status") != OK, finite(r.get("generation")) or 0.0))
 
 
 def _shape_label(record: Record, role: str, baseline: str) -> str:
@@ -321,7 +322,7 @@ def plot_reward_vs_kl(
     Returns ``ids`` (plotted), ``n_points``, ``annotated`` (ids, best first) and ``reference`` ((0, reward) or
     None).
     """
-    points = [r for r in records if r.get("status") == "ok" and metric(r, "reward") is not None
+    points = [r for r in records if r.get("status") == OK and metric(r, "reward") is not None
               and metric(r, "kl") is not None]
     reference_reward = finite((reference or {}).get("reward"))
     ranked = sorted((r for r in points if is_evaluated(r)), key=lambda r: -float(r["fitness"]))

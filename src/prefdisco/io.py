@@ -56,6 +56,20 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(*paths: str | Path | None) -> dict[str, str]:
+    """A record's ``inputs``: {path as the rule named it: sha256 of its bytes} of the files it was built from.
+    Folders (a policy) and absent inputs (None) are left out; ``python -m prefdisco.verify`` checks the rest."""
+    return {str(p): sha256_file(p) for p in paths if p is not None and Path(p).is_file()}
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -13,9 +13,10 @@ from dataclasses import fields
 from pathlib import Path
 
 from .cli import json_option, setup_logging
-from .io import read_jsonl, sha256_text, write_json
+from .io import provenance, read_jsonl, sha256_text, write_json
 from .objectives import LIBRARY, function_name, library_source
 from .options import options_from
+from .records import Proposal, proposal
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +25,16 @@ LLM_BACKENDS = ("openai", "transformers")
 BACKENDS = ("evolution", "replay", *LLM_BACKENDS)
 
 
-def seed_proposals(objective_names: list[str]) -> list[dict]:
+def seed_proposals(objective_names: list[str]) -> list[Proposal]:
     from .proposers.evolution import LIBRARY_GENOMES
 
     proposals = []
     for k, name in enumerate(objective_names):
         code = library_source(name)
-        proposals.append({
-            "id": f"g0-k{k}", "generation": 0, "candidate": k, "name": function_name(code),
-            "library_name": name, "thought": f"Seed archive: the library objective {name}.", "code": code,
-            "genome": LIBRARY_GENOMES.get(name), "parents": [],
-            "proposer": {"backend": "seed", "model": None, "temperature": None, "seed": None},
-            "prompt_hash": None, "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
-        })
+        proposals.append(proposal(
+            0, k, name=function_name(code), library_name=name, thought=f"Seed archive: the library objective {name}.",
+            code=code, genome=LIBRARY_GENOMES.get(name),
+            proposer={"backend": "seed", "model": None, "temperature": None, "seed": None}))
     return proposals
 
 
@@ -117,8 +115,11 @@ def main(argv: list[str] | None = None) -> None:
                                 args.backend_options, args.transcripts, args.cache)
         except (ValueError, FileNotFoundError) as error:
             parser.error(str(error))
+    transcript = args.backend_options.get("transcript") if args.backend == "replay" and args.generation else None
+    inputs = provenance(args.archive, transcript)
     for proposal in proposals:
         proposal.setdefault("code_hash", sha256_text(proposal.get("code") or ""))
+        proposal["inputs"] = inputs
     if args.transcripts is not None:
         args.transcripts.mkdir(parents=True, exist_ok=True)
     write_json(args.output, proposals)

@@ -20,14 +20,15 @@ import pandas as pd
 
 from prefdisco.io import read_json, read_jsonl, write_text
 from prefdisco.objectives import DISPLAY_NAMES
+from prefdisco.records import DUPLICATE, EVAL_FAILED, FAILED, INVALID, OK, TRAIN_FAILED, TRAINED
 
 log = logging.getLogger(__name__)
 
 Record = Mapping[str, Any]
 
-FAILED_STATUSES = ("invalid", "train_failed", "eval_failed")
+FAILED_STATUSES = FAILED
 # Order of the unranked rows at the bottom of the table: closest to a result first.
-_UNRANKED_ORDER = {"ok": 0, "eval_failed": 1, "train_failed": 2, "duplicate": 3, "invalid": 4}
+_UNRANKED_ORDER = {OK: 0, EVAL_FAILED: 1, TRAIN_FAILED: 2, DUPLICATE: 3, INVALID: 4}
 
 COLUMNS = [
     "rank",
@@ -61,7 +62,7 @@ def finite(value: Any) -> float | None:
 
 def is_evaluated(record: Record) -> bool:
     """Status ok with a finite fitness: the candidates that can be ranked and plotted."""
-    return record.get("status") == "ok" and finite(record.get("fitness")) is not None
+    return record.get("status") == OK and finite(record.get("fitness")) is not None
 
 
 def metric(record: Record, key: str) -> float | None:
@@ -157,8 +158,8 @@ def run_summary_line(records: Sequence[Record], reference: Mapping[str, Any] | N
     """
     total = len(records)
     seeds = sum(1 for r in records if r.get("generation") == 0)
-    valid = sum(1 for r in records if r.get("status") != "invalid")
-    trained = sum(1 for r in records if r.get("status") in ("ok", "eval_failed"))
+    valid = sum(1 for r in records if r.get("status") != INVALID)
+    trained = sum(1 for r in records if r.get("status") in TRAINED)
     evaluated = [r for r in records if is_evaluated(r)]
     parts = [f"{total} candidates ({seeds} seed baselines), {valid} valid, {trained} trained, {len(evaluated)} evaluated."]
 

@@ -21,10 +21,11 @@ import torch
 
 from .cli import json_option, setup_logging
 from .devices import assign_gpus
-from .io import read_json, read_jsonl, write_json
+from .io import provenance, read_json, read_jsonl, write_json
 from .launch import is_main_process, launched, relaunch, world_size
 from .models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
 from .policy import save_policy
+from .records import OK, TRAIN_FAILED
 from .reference import reference_path
 from .sandbox.loader import load_objective
 from .training import (
@@ -46,7 +47,7 @@ def run_training(objective_spec: dict, reference_json: Path, pairs: list[dict], 
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)
     processes = world_size()
-    record = {"id": objective_spec["id"], "status": "ok", "error": None, "device": str(device),
+    record = {"id": objective_spec["id"], "status": OK, "error": None, "device": str(device),
               "processes": processes, "precision": precision, "options": asdict(options)}
     started = time.monotonic()
     # The same constrained loader as the sandbox: there is no second, looser path into untrusted code.
@@ -63,7 +64,7 @@ def run_training(objective_spec: dict, reference_json: Path, pairs: list[dict], 
             trainer, history = train_objective(model, tokenizer, dataset, objective, options, Path(scratch))
         except CandidateError as error:
             log.warning("candidate %s failed in training: %s", objective_spec["id"], error)
-            record.update(status="train_failed", error=str(error), metrics={}, history=[])
+            record.update(status=TRAIN_FAILED, error=str(error), metrics={}, history=[])
             Path(policy_dir).mkdir(parents=True, exist_ok=True)
             record["wall_seconds"] = time.monotonic() - started
             return record
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     record = run_training(spec, args.reference, read_jsonl(args.pairs), read_jsonl(args.reference_logps),
                           TrainingOptions(**args.training), args.policy_dir)
     if is_main_process():
+        record["inputs"] = provenance(args.objective, args.reference, args.pairs, args.reference_logps)
         write_json(args.output, record)
         log.info("candidate %s: %s (%.1f s)", spec["id"], record["status"], record["wall_seconds"])
 

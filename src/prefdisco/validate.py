@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefdisco.io import read_json, read_jsonl, write_json
+from prefdisco.io import provenance, read_json, read_jsonl, write_json
 from prefdisco.sandbox.checks import CHECK_NAMES, empty_result
 from prefdisco.sandbox.runner import SandboxLimits, validate_programs
 
@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     limits = SandboxLimits(cpu_seconds=args.cpu_seconds, memory_mb=args.memory_mb, wall_seconds=args.wall_seconds)
     started = time.monotonic()
     records = validate_proposals(proposals, archive, args.beta, limits)
+    inputs = provenance(args.proposals, args.archive)
+    for record in records:
+        record["inputs"] = inputs
     for record in records:
         log.info("%s", describe(record))
     write_json(args.output, records)

@@ -43,6 +43,7 @@ from ..cli import json_option, setup_logging
 from ..io import read_json, write_json
 from ..llm_client import ChatClient, Completion, EndpointOptions, ReplyCache, endpoint_options
 from ..options import options_from
+from ..records import OK
 
 log = logging.getLogger(__name__)
 
@@ -245,9 +246,9 @@ def run_alpaca_eval(model_outputs: list[dict], reference_outputs: list[dict], re
                     annotator: AnnotatorOptions, cache_dir: Path | None, model_id: str, model_record: dict,
                     scratch: Path) -> tuple[list[dict], dict]:
     started = time.monotonic()
-    record = {"model_id": model_id, "reference": reference_name, "status": model_record.get("status", "ok"),
+    record = {"model_id": model_id, "reference": reference_name, "status": model_record.get("status", OK),
               "error": model_record.get("error")}
-    if record["status"] != "ok":
+    if record["status"] != OK:
         return [], {**record, "wall_seconds": 0.0}
     if not reference_outputs:
         raise ValueError(f"AlpacaEval reference {reference_name!r} has no outputs")

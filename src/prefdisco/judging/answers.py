@@ -32,6 +32,7 @@ from ..devices import assign_gpus
 from ..options import options_from
 from ..models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
 from ..policy import load_policy
+from ..records import EVAL_FAILED, OK
 from ..reference import reference_path
 
 log = logging.getLogger(__name__)
@@ -169,8 +170,8 @@ def run_answers(benchmark: str, reference_json: Path, policy_dir: Path | None, t
                 precision: str = "auto") -> tuple[list[dict], dict]:
     """(answers, record): the records the benchmark's tools read, and a record of how they were made."""
     started = time.monotonic()
-    record = {"model_id": model_id, "benchmark": benchmark, "status": "ok", "error": None, "n_answers": 0}
-    if train_record is not None and train_record.get("status") != "ok":
+    record = {"model_id": model_id, "benchmark": benchmark, "status": OK, "error": None, "n_answers": 0}
+    if train_record is not None and train_record.get("status") != OK:
         record.update(status=train_record.get("status"), error=train_record.get("error"), wall_seconds=0.0)
         return [], record
     device = resolve_device(device_name)
@@ -181,7 +182,7 @@ def run_answers(benchmark: str, reference_json: Path, policy_dir: Path | None, t
              else load_policy(policy_dir, device, precision))
     broken = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if broken:
-        record.update(status="eval_failed", wall_seconds=time.monotonic() - started,
+        record.update(status=EVAL_FAILED, wall_seconds=time.monotonic() - started,
                       error=f"trained policy has non-finite weights in {len(broken)} tensors, e.g. {broken[0]}")
         return [], record
     if benchmark == "mt_bench":

@@ -36,6 +36,7 @@ from ..cli import json_option, setup_logging
 from ..io import read_json, read_jsonl, write_json, write_jsonl
 from ..llm_client import ChatClient, Completion, EndpointOptions, ReplyCache, endpoint_options
 from ..options import options_from
+from ..records import EVAL_FAILED, OK
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +217,9 @@ def run_judging(answers: list[dict], answers_record: dict, data_dir: Path, judge
                 model_id: str) -> tuple[list[dict], dict]:
     """(judgments, scores record) of one model's answers."""
     started = time.monotonic()
-    record = {"model_id": model_id, "benchmark": "mt_bench", "status": answers_record.get("status", "ok"),
+    record = {"model_id": model_id, "benchmark": "mt_bench", "status": answers_record.get("status", OK),
               "error": answers_record.get("error"), "answers_wall_seconds": answers_record.get("wall_seconds")}
-    if record["status"] != "ok":
+    if record["status"] != OK:
         return [], {**record, "score": None, "judge": None, "wall_seconds": 0.0}
     questions, prompts, references = load_judge_data(data_dir)
     by_id = {a["question_id"]: a for a in answers}
@@ -228,7 +229,7 @@ def run_judging(answers: list[dict], answers_record: dict, data_dir: Path, judge
     judgments, completions = judge_matches(matches, client, judge, model_id)
     scores = mt_bench_scores(judgments, questions)
     if scores["score"] is None:
-        record.update(status="eval_failed",
+        record.update(status=EVAL_FAILED,
                       error=f"the judge {judge.model} gave no parsable rating in {len(judgments)} judgments")
     record.update(scores)
     record["judge"] = usage_summary(completions, judge)

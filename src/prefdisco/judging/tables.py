@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..cli import setup_logging
 from ..io import read_json, read_jsonl, write_json, write_text
+from ..records import TRAINED
 from ..summary import finite, is_evaluated, objective_label
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def select_held_out(records: Sequence[dict], top_k: int, include_seeds: bool = T
     chosen = {r["id"] for r in ranked[:top_k]}
     if include_seeds:
         chosen |= {r["id"] for r in records if r.get("generation") == 0 and r.get("training")
-                   and r.get("status") in ("ok", "eval_failed")}
+                   and r.get("status") in TRAINED}
     return [{"id": r["id"], "unit": unit_of(r), "objective": objective_label(r), "library_name": r.get("library_name"),
              "fitness": finite(r.get("fitness")), "status": r.get("status")}
             for r in records if r["id"] in chosen]

@@ -51,6 +51,8 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..records import OK, TRAIN_FAILED, candidate_id, proposal
+
 logger = logging.getLogger(__name__)
 
 Genome = list  # nested lists, see the module docstring
@@ -649,7 +651,7 @@ def _usable_parents(archive: list[dict]) -> list[_Parent]:
     parents = []
     for record in archive:
         fitness = record.get("fitness")
-        if record.get("status") != "ok" or not _is_number(fitness):
+        if record.get("status") != OK or not _is_number(fitness):
             continue
         genome = record_genome(record)
         if genome is not None:
@@ -701,19 +703,16 @@ def _propose(
         expression = genome_to_string(offspring.genome)
         thought = f"{offspring.thought}, giving {expression}."
         proposals.append(
-            {
-                "id": f"g{generation}-k{k}",
-                "generation": generation,
-                "candidate": k,
-                "name": name,
-                "thought": thought,
-                "code": render_genome(offspring.genome, name, comment=f"evolved ({operator}): {expression}"),
-                "genome": offspring.genome,
-                "parents": [parent.id for parent in offspring.parents],
-                "proposer": {"backend": "evolution", "model": None, "temperature": None, "seed": seed},
-                "prompt_hash": None,
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
-            }
+            proposal(
+                generation,
+                k,
+                name=name,
+                thought=thought,
+                code=render_genome(offspring.genome, name, comment=f"evolved ({operator}): {expression}"),
+                genome=offspring.genome,
+                parents=[parent.id for parent in offspring.parents],
+                proposer={"backend": "evolution", "model": None, "temperature": None, "seed": seed},
+            )
         )
         logger.debug("g%d-k%d via %s: %s", generation, k, operator, expression)
     return proposals
@@ -883,7 +882,7 @@ def run_proxy_search(
                 genome = random_genome(rng, options.max_depth)
                 while degeneracy_reason(genome, options.max_depth) is not None:
                     genome = random_genome(rng, options.max_depth)
-                proposals.append({"id": f"g{generation}-k{k}", "generation": generation, "genome": genome})
+                proposals.append({"id": candidate_id(generation, k), "generation": generation, "genome": genome})
         else:
             raise ValueError(f"unknown search method {method!r}")
         for proposal in proposals:
@@ -894,7 +893,7 @@ def run_proxy_search(
                     "id": proposal["id"],
                     "generation": generation,
                     "genome": proposal["genome"],
-                    "status": "ok" if ok else "train_failed",
+                    "status": OK if ok else TRAIN_FAILED,
                     "fitness": fitness if ok else None,
                 }
             )

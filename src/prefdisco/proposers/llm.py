@@ -42,6 +42,7 @@ from typing import Any, Callable, Protocol
 
 from ..io import write_text
 from ..llm_client import Completion, ServerError
+from ..records import candidate_id, proposal
 from .prompts import BEST_N, RECENT_M, build_messages, prompt_hash, select_context
 
 log = logging.getLogger(__name__)
@@ -158,15 +159,13 @@ def propose_one(chat: Chat, archive: list[dict], generation: int, candidate: int
     shown = _shown_parents(archive, generation, candidate, seed, options)
     messages = build_messages(archive, generation, candidate, siblings, shown=shown)
     temperature = options.temperatures[candidate % len(options.temperatures)] if options.temperatures else None
-    record: dict[str, Any] = {
-        "id": f"g{generation}-k{candidate}", "generation": generation, "candidate": candidate, "name": "",
-        "thought": "", "code": "", "genome": None, "parents": [r["id"] for r in shown if r.get("id")],
-        "proposer": {"backend": chat.backend, "model": chat.model_name,
-                     "temperature": chat.default_temperature if temperature is None else temperature,
-                     "base_url": chat.base_url, "seed": seed},
-        "prompt_hash": prompt_hash(messages),
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "cached": False},
-    }
+    record: dict[str, Any] = proposal(
+        generation, candidate, name="", thought="", code="", parents=[r["id"] for r in shown if r.get("id")],
+        proposer={"backend": chat.backend, "model": chat.model_name,
+                  "temperature": chat.default_temperature if temperature is None else temperature,
+                  "base_url": chat.base_url, "seed": seed},
+        prompt_hash=prompt_hash(messages),
+        usage={"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "cached": False})
     transcript.messages(messages)
     for turn in range(2):  # the request, then at most one corrective re-ask
         sent = len(messages)
@@ -215,8 +214,8 @@ def propose_llm(chat: Chat, archive: list[dict], generation: int, population: in
     proposals: list[dict] = []
     for k in range(population):
         siblings = [p["name"] for p in proposals if p.get("name")]
-        transcript = Transcript(transcript_dir / f"g{generation}-k{k}.md",
-                                f"g{generation}-k{k}: {chat.description} (seed {seed})")
+        transcript = Transcript(transcript_dir / f"{candidate_id(generation, k)}.md",
+                                f"{candidate_id(generation, k)}: {chat.description} (seed {seed})")
         started = time.monotonic()
         try:
             record = propose_one(chat, archive, generation, k, siblings, seed, options, transcript)

@@ -22,6 +22,8 @@ import hashlib
 import json
 import random
 
+from ..records import DUPLICATE, FAILED, OK
+
 BEST_N = 5
 RECENT_M = 8
 MAX_CODE_CHARS = 3000
@@ -72,12 +74,12 @@ def outcome_line(record: dict) -> str:
     """The line that tells the proposer how a record fared."""
     status = record.get("status")
     error = _truncate(str(record.get("error") or ""), MAX_ERROR_CHARS)
-    if status == "ok" and record.get("fitness") is not None:
+    if status == OK and record.get("fitness") is not None:
         return f"Fitness: {float(record['fitness']):.4f}"
-    if status == "duplicate":
+    if status == DUPLICATE:
         original = record.get("duplicate_of") or "an earlier record"
         return f"Duplicate of {original}: {error or 'behaves like it (same fingerprint); not trained again'}"
-    if status in ("invalid", "train_failed", "eval_failed"):
+    if status in FAILED:
         return f"Error: {error or status}"
     return f"Status: {status or 'unknown'}"
 
@@ -90,7 +92,7 @@ def select_context(archive: list[dict], best_n: int = BEST_N, recent_m: int = RE
     winner of a tournament among ``tournament_size`` evaluated records drawn at random (without replacement across
     winners): good records are still favoured, but siblings of one generation see different parents.
     """
-    ok = [r for r in archive if r.get("status") == "ok" and r.get("fitness") is not None]
+    ok = [r for r in archive if r.get("status") == OK and r.get("fitness") is not None]
     if rng is None:
         best = sorted(ok, key=lambda r: float(r["fitness"]), reverse=True)[:best_n]
     else:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..io import sha256_text
 from ..objectives import function_name, library_source
+from ..records import Proposal, proposal
 
 PAPER = "paper"
 # Table 1 of Lu et al. (2024), top to bottom, with the full names the paper gives.
@@ -60,19 +61,17 @@ def read_transcript(path: str | Path) -> list[dict]:
     return entries
 
 
-def propose_replay(transcript: str | Path, generation: int) -> list[dict]:
+def propose_replay(transcript: str | Path, generation: int) -> list[Proposal]:
     """The transcript's proposals for ``generation``, as this run's proposal records."""
     entries = [e for e in read_transcript(transcript) if int(e["generation"]) == generation]
     proposals = []
     for k, entry in enumerate(entries):
-        proposals.append({
-            "id": f"g{generation}-k{k}", "generation": generation, "candidate": k, "name": entry["name"],
-            "thought": entry.get("thought") or "", "code": entry["code"], "genome": entry.get("genome"),
-            "parents": [],
-            "proposer": {"backend": "replay", "model": (entry.get("proposer") or {}).get("model"),
-                         "temperature": None, "seed": None, "transcript": str(transcript),
-                         "replayed_id": entry.get("id")},
-            "prompt_hash": None, "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
-            "code_hash": sha256_text(entry["code"] or ""),
-        })
+        record = proposal(
+            generation, k, name=entry["name"], thought=entry.get("thought") or "", code=entry["code"],
+            genome=entry.get("genome"),
+            proposer={"backend": "replay", "model": (entry.get("proposer") or {}).get("model"),
+                      "temperature": None, "seed": None, "transcript": str(transcript),
+                      "replayed_id": entry.get("id")})
+        record["code_hash"] = sha256_text(entry["code"] or "")
+        proposals.append(record)
     return proposals

@@ -67,9 +67,11 @@ class SandboxLimits:
     """Per-candidate limits. cpu_seconds and memory_mb are rlimits in the child; wall_seconds is enforced by
     the parent; max_output_bytes caps what the parent reads back from a child."""
 
-    cpu_seconds: int = 10
+    # The same defaults as the config schema's sandbox section (the workflow's source of defaults): this class is
+    # also built by hand, by validate's command line and by tests.
+    cpu_seconds: int = 20
     memory_mb: int = 4096
-    wall_seconds: float = 30.0
+    wall_seconds: float = 60.0
     max_output_bytes: int = 1_000_000
 
     def __post_init__(self) -> None:
