@@ -16,7 +16,8 @@ wildcard_constraints:
     run=r"[A-Za-z0-9_.-]+",
     g=r"\d+",
     k=r"\d+",
-    unit=r"gen\d+/cand\d+|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+",
+    seed=r"\d+",
+    unit=r"gen\d+/cand\d+(/seed\d+)?|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+",
 
 
 def as_json(value):
@@ -119,7 +120,7 @@ MT_BENCH_FITNESS = config["fitness"].get("benchmark", "task") == "mt_bench"
 ALPACA_EVAL_HELD_OUT = ALPACA_EVAL.get("held_out", False)
 JUDGE_CACHE = config["llm_cache"]  # the proposer's too: one content-addressed cache of LLM replies
 # what a benchmark answers: the reference itself, a discovery candidate or a fixed experiment
-JUDGED_MODEL = r"reference|gen\d+/cand\d+|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+"
+JUDGED_MODEL = r"reference|gen\d+/cand\d+(/seed\d+)?|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+"
 BENCHMARK_FILES = {
     "mt_bench": ["question.jsonl", "judge_prompts.jsonl", "reference_answer/gpt-4.jsonl"],
     "alpaca_eval": ["alpaca_eval_gpt4_baseline.json", "df_gamed.csv"],
@@ -192,3 +193,34 @@ def alpaca_eval_metrics(wildcards):
 def alpaca_eval_reference_outputs(wildcards):
     """The SFT reference's outputs, when a model is compared with them."""
     return [f"results/{wildcards.run}/reference/alpaca_eval/model_outputs.json"] if wildcards.reference == "sft" else []
+
+
+# --- noise-aware fitness: the control, the cascade and the final archive (rules/cascade.smk) ------------------------
+
+CONTROL = config["fitness"].get("control", "dpo")
+SEEDS = config["fitness"].get("seeds", 3)  # of a promoted candidate
+CONTROL_SEEDS = config["fitness"].get("control_seeds", 3)  # that the search's one-seed intervals borrow from
+FIRST_SEED = config["seed"]  # the training seed of a candidate's first unit
+
+
+def control_evaluations(count):
+    """The control objective's units, one per training seed: trained once, shared by every generation."""
+    beta = config["training"]["beta"]
+    return lambda wildcards: [
+        f"results/{wildcards.run}/experiments/control/{CONTROL}/beta{beta}/seed{FIRST_SEED + s}/eval.json"
+        for s in range(count)]
+
+
+def promoted_candidates(run, g):
+    with open(checkpoints.promote.get(run=run, g=g).output[0]) as handle:
+        return [d["candidate"] for d in json.load(handle) if d["promoted"]]
+
+
+def promotion_decisions(wildcards):
+    return [f"results/{wildcards.run}/gen{g}/promotion.json" for g in range(GENERATIONS + 1)]
+
+
+def replica_evaluations(wildcards):
+    """Seeds 2..n of every promoted candidate: raising fitness.seeds adds only the new ones."""
+    return [f"results/{wildcards.run}/gen{g}/cand{k}/seed{FIRST_SEED + s}/eval.json"
+            for g in range(GENERATIONS + 1) for k in promoted_candidates(wildcards.run, g) for s in range(1, SEEDS)]
