@@ -50,11 +50,13 @@ rule final_archive:
         verdict="results/{run}/verdict.json",
     params:
         control=f"--control-name {CONTROL} --kl-penalty {config['fitness']['kl_penalty']} --first-seed {FIRST_SEED}",
+        seeds=SEEDS,
     log:
         "results/{run}/logs/final_archive.log",
     conda:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.cascade final --archive {input.archive} --promotions {input.promotions}"
-        " --replicas {input.replicas} --control {input.control} {params.control} --verdict {output.verdict}"
+        " --replicas {input.replicas} --control {input.control} {params.control} --seeds {params.seeds}"
+        " --verdict {output.verdict}"
         " --output {output.archive} > {log} 2>&1"

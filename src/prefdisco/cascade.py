@@ -34,11 +34,13 @@ from .statistics import (
     Estimate,
     estimate,
     holm,
+    minimum_detectable_difference,
     p_value_greater,
     p_value_less,
     paired_difference,
     promotions,
     seed_variance_of,
+    variance_components,
 )
 
 log = logging.getLogger(__name__)
@@ -223,6 +225,24 @@ def compare_with_control(records: list[dict], control_name: str, alpha: float = 
             "best": best["id"], "difference": difference.as_dict(), "p_holm": better[pick], "sentence": sentence}
 
 
+def planned_detectable_difference(control: Mapping[int, dict], kl_penalty: float, seeds: int) -> dict | None:
+    """The fitness difference to the control that a candidate at ``seeds`` seeds detects with 80% power at the 5%
+    level (two-sided), from the control's own variance components: prompt effects cancel in the pairing, the
+    seed and residual components of both units add (2 var_seed / n + 2 var_resid / (n P))."""
+    table = values_by_seed(control, "fitness", kl_penalty)
+    if len(table) < 2:
+        return None
+    columns = _complete_columns(table)
+    if len(columns) < 2:
+        return None
+    rows = list(_select(table, columns).values())
+    seed_var, _, resid_var = variance_components(rows)
+    se = math.sqrt(2 * seed_var / seeds + 2 * resid_var / (seeds * len(columns)))
+    return {"seeds": seeds, "prompts": len(columns), "se": se, "value": minimum_detectable_difference(se),
+            "seed_sd": math.sqrt(seed_var), "residual_sd": math.sqrt(resid_var),
+            "basis": "the control's seed and residual variance components; 80% power, 5% level, two-sided"}
+
+
 def _evaluations_by_seed(paths: Sequence[Path], first_seed: int) -> dict[int, dict]:
     return {seed_of(path, first_seed): read_json(path) for path in paths}
 
@@ -238,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     final.add_argument("--promotions", type=Path, nargs="*", default=[])
     final.add_argument("--replicas", type=Path, nargs="*", default=[], help="eval.json of gen<g>/cand<k>/seed<s>")
     final.add_argument("--verdict", type=Path, required=True)
+    final.add_argument("--seeds", type=int, default=1, help="seeds of a promoted candidate (fitness.seeds)")
     for p in (promote, final):
         p.add_argument("--control", type=Path, nargs="+", required=True, help="the control's eval.json, per seed")
         p.add_argument("--control-name", default="dpo")
@@ -268,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
                             args.control_name, args.first_seed)
     verdict = compare_with_control(records, args.control_name)
     verdict["control_intervals"] = control_intervals(control, args.kl_penalty, args.control_name)
+    verdict["detectable_difference"] = planned_detectable_difference(control, args.kl_penalty, args.seeds)
+    if verdict.get("difference"):
+        verdict["detectable_difference_observed"] = minimum_detectable_difference(verdict["difference"]["se"])
     write_jsonl(args.output, records)
     write_json(args.verdict, verdict)
     log.info("%s", verdict["sentence"])

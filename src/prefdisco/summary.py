@@ -268,7 +268,13 @@ def write_summary(
         opening = (verdict["sentence"] + "\n\n" + f"Intervals are 95% over training seeds x held-out prompts "
                    f"({METHOD}). vs_control is the fitness difference to {control}, paired by seed and prompt; "
                    f"p_better_holm is its one-sided p-value, {HOLM}-adjusted over the discovered candidates. "
-                   "Ranked by the lower bound of fitness.\n\n")
+                   "Ranked by the lower bound of fitness.")
+        planned = verdict.get("detectable_difference")
+        if planned:
+            opening += (f" At {planned['seeds']} seed(s) x {planned['prompts']} prompts this budget detects a fitness "
+                        f"difference to {control} of {planned['value']:.4f} (80% power, 5% level; from the control's "
+                        f"seed SD {planned['seed_sd']:.4f} and residual SD {planned['residual_sd']:.4f}).")
+        opening += "\n\n"
     markdown = ("# Discovery run summary\n\n" + opening + run_summary_line(records, reference) + "\n\n"
                 + (usage + "\n\n" if usage else "") + markdown_table(table))
     write_text(markdown_path, markdown)
