@@ -15,8 +15,9 @@ pytestmark = pytest.mark.workflow
 
 def planned_outputs(folder: Path, rule: str) -> list[str]:
     """Outputs of the jobs of ``rule`` that a dry run plans."""
-    text = snakemake(folder, "-n").stdout
-    jobs = re.findall(r"rule (\w+):\n(?:    .*\n)*?    output: ([^\n]+)", text)
+    result = snakemake(folder, "-n")
+    text = result.stdout + result.stderr
+    jobs = re.findall(r"(?:localrule|rule|localcheckpoint|checkpoint) (\w+):\n(?:    .*\n)*?    output: ([^\n]+)", text)
     return sorted(output for name, output in jobs if name == rule)
 
 
@@ -81,6 +82,7 @@ def test_raising_seeds_plans_only_the_new_seed_jobs(cascade_run, tiny_model_dir)
                 if d["promoted"]]
     write_config(cascade_run, tiny_model_dir, **{"discovery.generations": 1, "fitness.seeds": 3})
     trainings = planned_outputs(cascade_run, "train")
+    assert planned_outputs(cascade_run, "final_archive") == ["results/tiny/archive.jsonl, results/tiny/verdict.json"]
     expected = sorted([f"results/tiny/experiments/control/dpo/beta0.1/seed2/train.json"]
                       + [f"results/tiny/gen{i[1:].split('-k')[0]}/cand{i.split('-k')[1]}/seed2/train.json"
                          for i in promoted])
