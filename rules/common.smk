@@ -17,7 +17,7 @@ wildcard_constraints:
     g=r"\d+",
     k=r"\d+",
     seed=r"\d+",
-    unit=r"gen\d+/cand\d+(/seed\d+)?|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+",
+    unit=r"gen\d+/cand\d+(?:/seed\d+)?|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+",
 
 
 def as_json(value):
@@ -120,7 +120,7 @@ MT_BENCH_FITNESS = config["fitness"].get("benchmark", "task") == "mt_bench"
 ALPACA_EVAL_HELD_OUT = ALPACA_EVAL.get("held_out", False)
 JUDGE_CACHE = config["llm_cache"]  # the proposer's too: one content-addressed cache of LLM replies
 # what a benchmark answers: the reference itself, a discovery candidate or a fixed experiment
-JUDGED_MODEL = r"reference|gen\d+/cand\d+(/seed\d+)?|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+"
+JUDGED_MODEL = r"reference|gen\d+/cand\d+(?:/seed\d+)?|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+"
 BENCHMARK_FILES = {
     "mt_bench": ["question.jsonl", "judge_prompts.jsonl", "reference_answer/gpt-4.jsonl"],
     "alpaca_eval": ["alpaca_eval_gpt4_baseline.json", "df_gamed.csv"],
