@@ -20,6 +20,7 @@ include: "rules/data.smk"
 include: "rules/discovery.smk"
 include: "rules/train_evaluate.smk"
 include: "rules/experiments.smk"
+include: "rules/cascade.smk"
 include: "rules/outputs.smk"
 include: "rules/judging.smk"
 

@@ -35,6 +35,7 @@ wildcard_constraints:
     run=r"[A-Za-z0-9_.-]+",
     g=r"\d+",
     k=r"\d+",
+    seed=r"\d+",
     unit=UNIT_PATTERN,
 
 
@@ -210,3 +211,41 @@ def alpaca_eval_metrics(wildcards):
 def alpaca_eval_reference_outputs(wildcards):
     """The SFT reference's outputs, when a model is compared with them."""
     return [f"results/{wildcards.run}/reference/alpaca_eval/model_outputs.json"] if wildcards.reference == "sft" else []
+
+
+# --- noise-aware fitness: the control, the cascade and the final archive (rules/cascade.smk) ------------------------
+
+CONTROL = config["fitness"]["control"]
+SEEDS = config["fitness"]["seeds"]  # of a promoted candidate
+CONTROL_SEEDS = config["fitness"]["control_seeds"]  # that the search's one-seed intervals borrow from
+FIRST_SEED = config["seed"]  # the training seed of a candidate's first unit
+
+
+def control_unit(run, s):
+    """The control's unit at training seed FIRST_SEED + s. Its first seed is generation 0's own unit when the seed
+    archive holds the control: the same objective, beta, seed and data order, so training it twice would only
+    repeat the same numbers."""
+    seeds = config["discovery"]["seed_objectives"]
+    if s == 0 and CONTROL in seeds:
+        return f"results/{run}/gen0/cand{seeds.index(CONTROL)}"
+    return f"results/{run}/experiments/control/{CONTROL}/beta{config['training']['beta']}/seed{FIRST_SEED + s}"
+
+
+def control_evaluations(count):
+    """The control objective's units, one per training seed: trained once, shared by every generation."""
+    return lambda wildcards: [f"{control_unit(wildcards.run, s)}/eval.json" for s in range(count)]
+
+
+def promoted_candidates(run, g):
+    with open(checkpoints.promote.get(run=run, g=g).output[0]) as handle:
+        return [d["candidate"] for d in json.load(handle) if d["promoted"]]
+
+
+def promotion_decisions(wildcards):
+    return [f"results/{wildcards.run}/gen{g}/promotion.json" for g in range(GENERATIONS + 1)]
+
+
+def replica_evaluations(wildcards):
+    """Seeds 2..n of every promoted candidate: raising fitness.seeds adds only the new ones."""
+    return [f"results/{wildcards.run}/gen{g}/cand{k}/seed{FIRST_SEED + s}/eval.json"
+            for g in range(GENERATIONS + 1) for k in promoted_candidates(wildcards.run, g) for s in range(1, SEEDS)]

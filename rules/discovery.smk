@@ -86,10 +86,12 @@ rule archive:
         validation="results/{run}/gen{g}/validation.json",
         trainings=generation_trainings,
         evaluations=generation_evaluations,
+        control=control_evaluations(CONTROL_SEEDS),
     output:
         "results/{run}/gen{g}/archive.jsonl",
     params:
         previous=lambda wildcards, input: f"--previous {input.previous}" if input.previous else "",
+        control=f"--control-name {CONTROL} --kl-penalty {config['fitness']['kl_penalty']} --first-seed {FIRST_SEED}",
     log:
         "results/{run}/logs/gen{g}/archive.log",
     conda:
@@ -97,4 +99,4 @@ rule archive:
     shell:
         "python -m prefdisco.archive {params.previous} --proposals {input.proposals}"
         " --validation {input.validation} --trainings {input.trainings} --evaluations {input.evaluations}"
-        " --output {output} > {log} 2>&1"
+        " --control {input.control} {params.control} --output {output} > {log} 2>&1"

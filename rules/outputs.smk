@@ -3,7 +3,8 @@
 
 rule summary:
     input:
-        archive=f"results/{{run}}/gen{GENERATIONS}/archive.jsonl",
+        archive="results/{run}/archive.jsonl",
+        verdict="results/{run}/verdict.json",
         reference="results/{run}/reference/eval.json",
     output:
         csv="results/{run}/summary.csv",
@@ -13,13 +14,13 @@ rule summary:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.summary --archive {input.archive} --reference-eval {input.reference}"
+        "python -m prefdisco.summary --archive {input.archive} --verdict {input.verdict} --reference-eval {input.reference}"
         " --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
 
 
 rule figures:
     input:
-        archive=f"results/{{run}}/gen{GENERATIONS}/archive.jsonl",
+        archive="results/{run}/archive.jsonl",
         reference="results/{run}/reference/eval.json",
     output:
         fitness=report(

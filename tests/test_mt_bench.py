@@ -108,7 +108,9 @@ def test_scores_leave_unparsed_ratings_out():
     assert scores["turn_1"] == 6 and scores["turn_2"] == 6.5
     assert scores["categories"] == {"writing": 8, "math": 5.25}
     assert scores["n_judgments"] == 4 and scores["n_unparsed"] == 1
+    assert scores["per_question"] == [8, pytest.approx(5.25)]  # question order, mean of its parsed turns
     assert mt_bench_scores([{"question_id": 1, "turn": 1, "score": -1}], questions)["score"] is None
+    assert mt_bench_scores([{"question_id": 1, "turn": 1, "score": -1}], questions)["per_question"] == [None, None]
 
 
 def judged_answers(tmp_path: Path) -> tuple[list[dict], dict]:

@@ -114,7 +114,8 @@ def test_raising_generations_reruns_nothing_old(finished_run, tiny_model_dir):
     write_config(finished_run, tiny_model_dir, **{"discovery.generations": 3})
     snakemake(finished_run)
     after = outputs_with_mtimes(finished_run)
-    changed = sorted(k for k in before if after[k] != before[k])
+    # the run-level aggregates (final archive, verdict) are rebuilt from the longer archive; nothing else is
+    changed = sorted(k for k in before if after[k] != before[k] and k not in ("archive.jsonl", "verdict.json"))
     assert changed == [], f"extending the run recomputed {changed}"
     assert [r["id"][:2] for r in read_archive(finished_run, 3)].count("g3") == 2
 
@@ -225,7 +226,9 @@ def test_llm_generation_records_faults_and_feeds_errors_to_the_next_prompt(tmp_p
     for request in requests[5:]:  # every prompt of generation 2 carries generation 1's outcomes
         prompt = request["messages"][1]["content"]
         assert "'open' is not allowed" in prompt and "Error: no code: malformed reply" in prompt
-        assert f"Fitness: {records['g1-k2']['fitness']:.4f}" in prompt
+        fitness, versus = records["g1-k2"]["intervals"]["fitness"], records["g1-k2"]["intervals"]["vs_control"]
+        assert (f"Fitness: {fitness['mean']:.3f} [{fitness['low']:.3f}, {fitness['high']:.3f}]; "
+                f"vs DPO {versus['mean']:+.3f} [{versus['low']:+.3f}, {versus['high']:+.3f}]") in prompt
     transcripts = tmp_path / "results" / "tiny" / "gen1" / "transcripts"
     assert "HTTP 500" in (transcripts / "g1-k1.md").read_text()
     assert not Path("/tmp/prefdisco_pwned_write_marker_open").exists()

@@ -10,6 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from .cascade import attach_intervals, seed_of
 from .cli import setup_logging
 from .io import provenance, read_json, read_jsonl, write_jsonl
 from .records import (DUPLICATE, INVALID, OK, PROPOSAL_KEYS, VALIDATION_KEYS, ArchiveRecord, goes_to_training,
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trainings", type=Path, nargs="*", default=[])
     parser.add_argument("--evaluations", type=Path, nargs="*", default=[])
     parser.add_argument("--output", type=Path, required=True)
+    # noise-aware fitness (prefdisco.cascade): one-seed intervals and the paired difference to the control
+    parser.add_argument("--control", type=Path, nargs="*", default=[], help="the control's eval.json, per seed")
+    parser.add_argument("--control-name", default="dpo")
+    parser.add_argument("--kl-penalty", type=float, default=0.0)
+    parser.add_argument("--first-seed", type=int, default=0, help="training seed of a candidate's first unit")
     args = parser.parse_args(argv)
     setup_logging()
 
@@ -68,10 +74,13 @@ def main(argv: list[str] | None = None) -> None:
     records = generation_records(read_json(args.proposals), read_json(args.validation),
                                  {k: r for k, (r, _) in trainings.items()}, {k: r for k, (r, _) in evaluations.items()},
                                  earlier)
-    shared = provenance(args.previous, args.proposals, args.validation)
+    shared = provenance(args.previous, args.proposals, args.validation, *args.control)
     for record in records:  # its own training and evaluation, besides what the whole generation was built from
         record["inputs"] = {**shared, **provenance(trainings.get(record["id"], (None, None))[1],
                                                    evaluations.get(record["id"], (None, None))[1])}
+    if args.control:
+        control = {seed_of(path, args.first_seed): read_json(path) for path in args.control}
+        attach_intervals(records, control, args.kl_penalty, args.control_name, args.first_seed)
     write_jsonl(args.output, earlier + records)
     ok = [r for r in records if is_evaluated(r)]
     best = max(ok, key=lambda r: r["fitness"], default=None)

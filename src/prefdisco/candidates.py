@@ -34,6 +34,12 @@ def experiment_spec(unit_id: str, objective: str, beta: float, seed: int) -> Obj
             "training_overrides": {"beta": beta, "seed": seed}}
 
 
+def replica_spec(spec: dict, seed: int) -> dict:
+    """A promoted candidate's objective, trained again at another seed (the cascade)."""
+    return {**spec, "id": f"{spec['id']}-s{seed}", "training_overrides": {**spec.get("training_overrides", {}),
+                                                                           "seed": seed}}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="kind", required=True)
@@ -46,13 +52,18 @@ def main(argv: list[str] | None = None) -> None:
     exp.add_argument("--objective", required=True)
     exp.add_argument("--beta", type=float, required=True)
     exp.add_argument("--seed", type=int, required=True)
-    for p in (cand, exp):
+    rep = sub.add_parser("replica")
+    rep.add_argument("--objective", type=Path, required=True, help="objective.json of the candidate's first unit")
+    rep.add_argument("--seed", type=int, required=True)
+    for p in (cand, exp, rep):
         p.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
     if args.kind == "candidate":
         spec = candidate_spec(read_json(args.proposals), read_json(args.validation), args.id)
         spec["inputs"] = provenance(args.proposals, args.validation)
+    elif args.kind == "replica":
+        spec = replica_spec(read_json(args.objective), args.seed)
     else:
         spec = experiment_spec(args.id, args.objective, args.beta, args.seed)
     write_json(args.output, spec)

@@ -36,7 +36,10 @@ def judged_metrics(judged: dict) -> dict:
     benchmark = judged.get("benchmark", "mt_bench")
     breakdown = {k: judged.get(k) for k in ("score", "score_sem", "turn_1", "turn_2", "categories", "n_judgments",
                                             "n_unparsed", "judge", "answers_wall_seconds", "wall_seconds")}
-    return {"reward": judged.get("score"), "reward_sem": judged.get("score_sem"), benchmark: breakdown}
+    metrics = {"reward": judged.get("score"), "reward_sem": judged.get("score_sem"), benchmark: breakdown}
+    if judged.get("per_question") is not None:  # null for a question with no parsed rating: kept, for pairing
+        metrics["per_prompt"] = {"reward": judged["per_question"]}
+    return metrics
 
 
 def run_evaluation(task_name: str, task_options: dict, reference_json: Path, heldout: list, seed: int,
@@ -68,7 +71,11 @@ def run_evaluation(task_name: str, task_options: dict, reference_json: Path, hel
         if "reward" in metrics:
             metrics["task_reward"] = metrics.pop("reward")
             metrics["task_reward_sem"] = metrics.pop("reward_sem", None)
+        task_per_prompt = metrics.pop("per_prompt", {})
         metrics.update(judged_metrics(judged))
+        # The judged reward is per benchmark question, the KL per held-out prompt: two lists of their own lengths.
+        metrics["per_prompt"] = {**{k: v for k, v in task_per_prompt.items() if k != "reward"},
+                                 **metrics.get("per_prompt", {})}
     elif "reward" not in metrics:
         raise ValueError(f"task {task_name!r} has no reward of its own: set fitness.benchmark to mt_bench")
     return {"id": candidate_id, "status": OK, "fitness": fitness(metrics, kl_penalty), "metrics": metrics,

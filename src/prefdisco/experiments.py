@@ -1,7 +1,11 @@
-"""Stage: the table of fixed experiments (objective x beta x seed), aggregated over seeds.
+"""Stage: the table of fixed experiments (objective x beta x seed), with 95% intervals over seeds x prompts.
 
-Each row is one (experiment, objective, beta): the mean over seeds of held-out reward and KL, the seed-to-seed
-standard deviation (the noise a discovery must beat), and the reference model's reward for comparison.
+Each row is one (experiment, objective, beta): the held-out reward and KL, each a mean over training seeds and
+held-out prompts with its 95% interval (:mod:`prefdisco.statistics`), and the reference model's reward. The paper's
+figures read exactly these columns (``COLUMNS``).
+
+Also home to the helpers that turn evaluation records into the per-prompt values those intervals are made of,
+shared with the cascade (:mod:`prefdisco.cascade`).
 """
 
 from __future__ import annotations
@@ -9,16 +13,69 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import statistics
+import re
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import pandas as pd
 
 from .cli import setup_logging
 from .io import read_json
 from .records import OK, parse_experiment_unit_id
+from .statistics import METHOD, estimate
 
 log = logging.getLogger(__name__)
+
+COLUMNS = ["experiment", "objective", "beta", "seeds", "evaluated", "n_prompts", "reward_mean", "reward_ci_low",
+           "reward_ci_high", "kl_mean", "kl_ci_low", "kl_ci_high", "reference_reward", "interval_method"]
+ONE_SEED_METHOD = METHOD + "; one seed and no control here: prompts only"
+
+
+def per_prompt(record: Mapping, quantity: str, kl_penalty: float = 0.0) -> list[float | None] | None:
+    """One value per held-out prompt of an evaluation record: ``reward``, ``kl`` or ``fitness``.
+
+    Fitness per prompt is reward - kl_penalty * KL of that prompt. When reward and KL were measured on different
+    prompts (MT-Bench questions and held-out conversations), the KL enters as its mean. None when the record has
+    no per-prompt values (an older run, or a failed unit).
+    """
+    values = (record.get("metrics") or {}).get("per_prompt") or {}
+    if quantity != "fitness":
+        return values.get(quantity)
+    reward, kl = values.get("reward"), values.get("kl")
+    if reward is None:
+        return None
+    if kl is None or not kl_penalty:
+        return list(reward)
+    if len(kl) != len(reward):
+        mean_kl = record["metrics"]["kl"]
+        return [None if r is None else r - kl_penalty * mean_kl for r in reward]
+    return [None if r is None or k is None else r - kl_penalty * k for r, k in zip(reward, kl)]
+
+
+def matrix(rows: Sequence[Sequence[float | None]]) -> list[list[float]]:
+    """Seeds x prompts with the prompts that any seed lacks (an unparsed judgment) left out of every seed."""
+    widths = {len(row) for row in rows}
+    if len(widths) != 1:
+        raise ValueError(f"units disagree on the number of held-out prompts: {sorted(widths)}")
+    keep = [p for p in range(len(rows[0])) if all(row[p] is not None and math.isfinite(row[p]) for row in rows)]
+    return [[float(row[p]) for p in keep] for row in rows]
+
+
+def unit_seed(unit_id: str) -> int:
+    match = re.search(r"seed(\d+)$", unit_id)
+    if not match:
+        raise ValueError(f"experiment unit {unit_id!r} does not end in seed<s>")
+    return int(match.group(1))
+
+
+def _interval(rows: list[list[float | None]]) -> tuple[float, float, float, int, bool]:
+    if not rows:
+        return math.nan, math.nan, math.nan, 0, False
+    values = matrix(rows)
+    if not values[0]:
+        return math.nan, math.nan, math.nan, 0, False
+    result = estimate(values)
+    return result.mean, result.low, result.high, len(values[0]), result.seed_variance == "none"
 
 
 def experiments_table(evaluations: list[dict], reference: dict) -> pd.DataFrame:
@@ -28,20 +85,21 @@ def experiments_table(evaluations: list[dict], reference: dict) -> pd.DataFrame:
         groups.setdefault((experiment, objective, beta), []).append(record)
     rows = []
     for (experiment, objective, beta), records in sorted(groups.items()):
-        ok = [r for r in records if r["status"] == OK]
-        rewards = [r["metrics"]["reward"] for r in ok]
-        kls = [r["metrics"]["kl"] for r in ok]
+        ok = sorted((r for r in records if r["status"] == OK), key=lambda r: unit_seed(r["id"]))
+        missing = [r["id"] for r in ok if per_prompt(r, "reward") is None]
+        if missing:
+            raise ValueError(f"{missing[0]}: eval.json has no metrics.per_prompt; re-run its evaluation")
+        reward = _interval([per_prompt(r, "reward") for r in ok])
+        kl = _interval([per_prompt(r, "kl") for r in ok])
         rows.append({
             "experiment": experiment, "objective": objective, "beta": float(beta), "seeds": len(records),
-            "evaluated": len(ok),
-            "reward_mean": statistics.fmean(rewards) if rewards else math.nan,
-            "reward_seed_std": statistics.stdev(rewards) if len(rewards) > 1 else math.nan,
-            "kl_mean": statistics.fmean(kls) if kls else math.nan,
-            "kl_seed_std": statistics.stdev(kls) if len(kls) > 1 else math.nan,
+            "evaluated": len(ok), "n_prompts": reward[3],
+            "reward_mean": reward[0], "reward_ci_low": reward[1], "reward_ci_high": reward[2],
+            "kl_mean": kl[0], "kl_ci_low": kl[1], "kl_ci_high": kl[2],
             "reference_reward": reference["metrics"]["reward"],
-            "reward_gain": (statistics.fmean(rewards) - reference["metrics"]["reward"]) if rewards else math.nan,
+            "interval_method": ONE_SEED_METHOD if reward[4] else METHOD,
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def main(argv: list[str] | None = None) -> None:

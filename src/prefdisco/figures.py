@@ -38,9 +38,11 @@ from prefdisco.records import DUPLICATE, OK
 from prefdisco.summary import (
     Record,
     finite,
+    interval,
     is_evaluated,
     metric,
     objective_label,
+    ranking_score,
     read_reference_metrics,
 )
 
@@ -76,17 +78,26 @@ def plot_fitness_over_generations(records: Sequence[Record], path: str | Path) -
     duplicates = [r for r in records if r.get("status") == DUPLICATE]
     generations = sorted({int(g) for r in records if (g := finite(r.get("generation"))) is not None})
 
+    # "Best so far" follows the interval rule of the search: the record with the highest lower bound of fitness
+    # (ranking_score), drawn at its mean with its interval as a band; archives without intervals: the highest fitness.
     best_so_far: list[float | None] = []
-    running: float | None = None
+    best_ids: list[str | None] = []
+    best_bands: list[tuple[float, float] | None] = []
+    running: Record | None = None
     for generation in generations:
-        scores = [float(r["fitness"]) for r in evaluated if r.get("generation") == generation]
-        if scores:
-            running = max(scores) if running is None else max(running, *scores)
-        best_so_far.append(running)
+        for record in (r for r in evaluated if r.get("generation") == generation):
+            if running is None or ranking_score(record) > ranking_score(running):
+                running = record
+        best_so_far.append(None if running is None else float(running["fitness"]))
+        best_ids.append(None if running is None else running["id"])
+        band = interval(running, "fitness") if running is not None else {}
+        best_bands.append((float(band["low"]), float(band["high"])) if finite(band.get("low")) is not None else None)
 
     info: dict[str, Any] = {
         "generations": generations,
         "best_so_far": best_so_far,
+        "best_so_far_ids": best_ids,
+        "intervals": {},
         "points": {},
         "n_points": len(evaluated),
         "n_failed": len(failed),
@@ -115,6 +126,11 @@ def plot_fitness_over_generations(records: Sequence[Record], path: str | Path) -
         ax.scatter(xs, ys, s=36, color=color, marker=marker, alpha=0.85, edgecolor="white", linewidth=0.5,
                    label=f"{label} ({len(group)})", zorder=3)
         info["points"].update({r["id"]: (x, y) for r, x, y in zip(group, xs, ys)})
+        for record, x in zip(group, xs):  # 95% interval over seeds x prompts
+            band = interval(record, "fitness")
+            if finite(band.get("low")) is not None and finite(band.get("high")) is not None:
+                ax.vlines(x, band["low"], band["high"], color=color, alpha=0.5, linewidth=1.2, zorder=2)
+                info["intervals"][record["id"]] = (float(band["low"]), float(band["high"]))
 
     for record in seeds:
         label = objective_label(record)
@@ -129,8 +145,12 @@ def plot_fitness_over_generations(records: Sequence[Record], path: str | Path) -
     steps = [(g, b) for g, b in zip(generations, best_so_far) if b is not None]
     step_x = [g - 0.5 for g, _ in steps] + [generations[-1] + 0.5]
     step_y = [b for _, b in steps] + [steps[-1][1]]
-    ax.step(step_x, step_y, where="post", color=_BEST_COLOR, linewidth=1.8, alpha=0.9, label="best so far",
-            zorder=2)
+    ruled = any(b is not None for b in best_bands)
+    ax.step(step_x, step_y, where="post", color=_BEST_COLOR, linewidth=1.8, alpha=0.9,
+            label="best so far (highest lower bound; band: its 95% interval)" if ruled else "best so far", zorder=2)
+    bands = [(g, b) for g, b in zip(generations, best_bands) if b is not None]
+    for g, (band_low, band_high) in bands:
+        ax.fill_between([g - 0.5, g + 0.5], band_low, band_high, color=_BEST_COLOR, alpha=0.12, linewidth=0, zorder=1)
 
     fitness_values = [float(r["fitness"]) for r in evaluated]
     low, high = min(fitness_values), max(fitness_values)
@@ -201,7 +221,7 @@ def plot_objective_shapes(
     ``n_points`` (per id), and ``yscale`` per panel.
     """
     with_curve = [r for r in records if is_evaluated(r) and _curve(r) is not None]
-    best = sorted(with_curve, key=lambda r: -float(r["fitness"]))[: max(top, 0)]
+    best = sorted(with_curve, key=lambda r: -ranking_score(r))[: max(top, 0)]
     baseline_record = _baseline_record(records, baseline)
 
     series: list[tuple[Record, str, dict[str, Any]]] = []
@@ -314,7 +334,8 @@ def _float_array(values: Sequence[Any]) -> np.ndarray:
 def plot_reward_vs_kl(
     records: Sequence[Record], reference: Mapping[str, Any] | None, path: str | Path, annotate: int = 3
 ) -> dict[str, Any]:
-    """Reward against KL(policy || reference), one point per evaluated candidate with sem error bars.
+    """Reward against KL(policy || reference), one point per evaluated candidate with its 95% interval over seeds x
+    prompts as error bars (the SEM over prompts for archives without intervals).
 
     Points are coloured by generation (seed baselines as squares, labelled); the untrained reference model is a
     star at (0, its reward); the ``annotate`` best candidates by fitness are labelled.
@@ -325,7 +346,7 @@ def plot_reward_vs_kl(
     points = [r for r in records if r.get("status") == OK and metric(r, "reward") is not None
               and metric(r, "kl") is not None]
     reference_reward = finite((reference or {}).get("reward"))
-    ranked = sorted((r for r in points if is_evaluated(r)), key=lambda r: -float(r["fitness"]))
+    ranked = sorted((r for r in points if is_evaluated(r)), key=lambda r: -ranking_score(r))
     annotated = ranked[: max(annotate, 0)]
     info: dict[str, Any] = {
         "ids": [r["id"] for r in points],
@@ -359,8 +380,8 @@ def plot_reward_vs_kl(
     cmap = colormaps["viridis"].resampled(last - first + 1)
     for record, generation in zip(points, generations):
         color = cmap(norm(generation))
-        ax.errorbar(metric(record, "kl"), metric(record, "reward"),
-                    xerr=metric(record, "kl_sem"), yerr=metric(record, "reward_sem"),
+        ax.errorbar(_center(record, "kl"), _center(record, "reward"),
+                    xerr=_error_bar(record, "kl"), yerr=_error_bar(record, "reward"),
                     fmt="s" if generation == 0 else "o", color=color, ecolor=color, alpha=0.9, markersize=7,
                     markeredgecolor="black", markeredgewidth=0.5, elinewidth=1, capsize=2, zorder=3)
     mappable = ax.scatter([], [], c=[], cmap=cmap, norm=norm)
@@ -394,6 +415,21 @@ def plot_reward_vs_kl(
         ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
     _save(fig, path)
     return info
+
+
+def _center(record: Record, key: str) -> float | None:
+    """The mean over every seed where the record has intervals, else its (one-seed) metric."""
+    mean = finite(interval(record, key).get("mean"))
+    return mean if mean is not None else metric(record, key)
+
+
+def _error_bar(record: Record, key: str) -> Any:
+    """The 95% interval over seeds x prompts as an asymmetric error bar around the record's value; its SEM over
+    prompts for archives without intervals."""
+    band, value = interval(record, key), _center(record, key)
+    if finite(band.get("low")) is not None and finite(band.get("high")) is not None and value is not None:
+        return [[max(value - band["low"], 0.0)], [max(band["high"] - value, 0.0)]]
+    return metric(record, f"{key}_sem")
 
 
 def _fitness_label(record: Record) -> str:

@@ -24,7 +24,7 @@ TRAINED = (OK, EVAL_FAILED)  # training finished
 # --- ids ----------------------------------------------------------------------------------------------------------
 CANDIDATE_ID = re.compile(r"g(\d+)-k(\d+)")
 # The {unit} wildcard of the train -> evaluate chain: a discovery candidate's folder or a fixed experiment's.
-CANDIDATE_UNIT_PATTERN = r"gen\d+/cand\d+"
+CANDIDATE_UNIT_PATTERN = r"gen\d+/cand\d+(?:/seed\d+)?"  # a replica seed of a promoted candidate: /seed<s>
 EXPERIMENT_UNIT_PATTERN = r"experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+"
 UNIT_PATTERN = f"{CANDIDATE_UNIT_PATTERN}|{EXPERIMENT_UNIT_PATTERN}"
 

@@ -21,6 +21,7 @@ import pandas as pd
 from prefdisco.io import read_json, read_jsonl, write_text
 from prefdisco.objectives import DISPLAY_NAMES
 from prefdisco.records import DUPLICATE, EVAL_FAILED, FAILED, INVALID, OK, TRAIN_FAILED, TRAINED
+from prefdisco.statistics import HOLM, METHOD
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,14 @@ COLUMNS = [
     "reward_sem",
     "kl",
     "kl_sem",
+    "fitness_low",
+    "fitness_high",
+    "vs_control",
+    "vs_control_low",
+    "vs_control_high",
+    "p_better_holm",
+    "seeds",
+    "seeds_reason",
     "duplicate_of",
     "proposer",
     "parents",
@@ -63,6 +72,18 @@ def finite(value: Any) -> float | None:
 def is_evaluated(record: Record) -> bool:
     """Status ok with a finite fitness: the candidates that can be ranked and plotted."""
     return record.get("status") == OK and finite(record.get("fitness")) is not None
+
+
+def interval(record: Record, key: str) -> Mapping[str, Any]:
+    """An interval of the record (``fitness``, ``reward``, ``kl``, ``vs_control``), or {} when it has none."""
+    return ((record.get("intervals") or {}).get(key)) or {}
+
+
+def ranking_score(record: Record) -> float:
+    """What ranks evaluated records: the lower 95% bound of fitness where known (a lucky single seed does not top
+    the table), else the fitness itself (archives written before intervals existed)."""
+    low = finite(interval(record, "fitness").get("low"))
+    return low if low is not None else float(record["fitness"])
 
 
 def metric(record: Record, key: str) -> float | None:
@@ -115,7 +136,7 @@ def summary_table(records: Sequence[Record]) -> pd.DataFrame:
     def archive_order(record: Record) -> tuple[int, int]:
         return (_as_int(record.get("generation")), _as_int(record.get("candidate")))
 
-    ranked = sorted((r for r in records if is_evaluated(r)), key=lambda r: (-float(r["fitness"]), *archive_order(r)))
+    ranked = sorted((r for r in records if is_evaluated(r)), key=lambda r: (-ranking_score(r), *archive_order(r)))
     unranked = sorted(
         (r for r in records if not is_evaluated(r)),
         key=lambda r: (_UNRANKED_ORDER.get(r.get("status"), len(_UNRANKED_ORDER)), *archive_order(r)),
@@ -136,6 +157,14 @@ def summary_table(records: Sequence[Record]) -> pd.DataFrame:
                 "reward_sem": metric(record, "reward_sem"),
                 "kl": metric(record, "kl"),
                 "kl_sem": metric(record, "kl_sem"),
+                "fitness_low": finite(interval(record, "fitness").get("low")),
+                "fitness_high": finite(interval(record, "fitness").get("high")),
+                "vs_control": finite(interval(record, "vs_control").get("mean")),
+                "vs_control_low": finite(interval(record, "vs_control").get("low")),
+                "vs_control_high": finite(interval(record, "vs_control").get("high")),
+                "p_better_holm": finite((record.get("intervals") or {}).get("p_better_holm")),
+                "seeds": len((record.get("intervals") or {}).get("seeds") or []) or None,
+                "seeds_reason": (record.get("intervals") or {}).get("seeds_reason"),
                 "duplicate_of": record.get("duplicate_of"),
                 "proposer": (record.get("proposer") or {}).get("backend"),
                 "parents": ",".join(record.get("parents") or []),
@@ -145,8 +174,10 @@ def summary_table(records: Sequence[Record]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["rank"] = table["rank"].astype("Int64")
     table["generation"] = table["generation"].astype("Int64")
-    for column in ("fitness", "reward", "reward_sem", "kl", "kl_sem"):
+    for column in ("fitness", "reward", "reward_sem", "kl", "kl_sem", "fitness_low", "fitness_high", "vs_control",
+                   "vs_control_low", "vs_control_high", "p_better_holm"):
         table[column] = table[column].astype("float64")
+    table["seeds"] = table["seeds"].astype("Int64")
     return table
 
 
@@ -164,12 +195,18 @@ def run_summary_line(records: Sequence[Record], reference: Mapping[str, Any] | N
     parts = [f"{total} candidates ({seeds} seed baselines), {valid} valid, {trained} trained, {len(evaluated)} evaluated."]
 
     if evaluated:
-        best = min(evaluated, key=lambda r: (-float(r["fitness"]), _as_int(r.get("generation")), _as_int(r.get("candidate"))))
+        best = min(evaluated, key=lambda r: (-ranking_score(r), _as_int(r.get("generation")), _as_int(r.get("candidate"))))
         library = best.get("library_name")
         name = f"{best.get('name')} ({best.get('id')})"
         if library:
             name = f"{DISPLAY_NAMES.get(library, library)}, {name}"
-        text = f"Best objective: {name}, fitness {float(best['fitness']):.4f}"
+        fitness = interval(best, "fitness")
+        if finite(fitness.get("low")) is not None:
+            text = (f"Best objective (highest lower bound): {name}, fitness {fitness['mean']:.4f} "
+                    f"[{fitness['low']:.4f}, {fitness['high']:.4f}] over {fitness['seeds']} seed(s) x "
+                    f"{fitness['prompts']} prompts")
+        else:
+            text = f"Best objective: {name}, fitness {float(best['fitness']):.4f}"
         reward, kl = metric(best, "reward"), metric(best, "kl")
         if reward is not None:
             text += f" (reward {_with_sem(reward, metric(best, 'reward_sem'))}"
@@ -220,12 +257,26 @@ def write_summary(
     csv_path: str | Path,
     markdown_path: str | Path,
     reference: Mapping[str, Any] | None = None,
+    verdict: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Write the ranked table as CSV and as Markdown (with the run summary line on top); returns the table."""
+    """Write the ranked table as CSV and as Markdown (the verdict, then the run summary line on top)."""
     table = summary_table(records)
     write_text(csv_path, table.to_csv(index=False))
     usage = proposer_usage_line(records)
-    markdown = ("# Discovery run summary\n\n" + run_summary_line(records, reference) + "\n\n"
+    opening = ""
+    if verdict:
+        control = DISPLAY_NAMES.get(verdict.get("control"), verdict.get("control"))
+        opening = (verdict["sentence"] + "\n\n" + f"Intervals are 95% over training seeds x held-out prompts "
+                   f"({METHOD}). vs_control is the fitness difference to {control}, paired by seed and prompt; "
+                   f"p_better_holm is its one-sided p-value, {HOLM}-adjusted over the discovered candidates. "
+                   "Ranked by the lower bound of fitness.")
+        planned = verdict.get("detectable_difference")
+        if planned:
+            opening += (f" At {planned['seeds']} seed(s) x {planned['prompts']} prompts this budget detects a fitness "
+                        f"difference to {control} of {planned['value']:.4f} (80% power, 5% level; from the control's "
+                        f"seed SD {planned['seed_sd']:.4f} and residual SD {planned['residual_sd']:.4f}).")
+        opening += "\n\n"
+    markdown = ("# Discovery run summary\n\n" + opening + run_summary_line(records, reference) + "\n\n"
                 + (usage + "\n\n" if usage else "") + markdown_table(table))
     write_text(markdown_path, markdown)
     log.info("wrote summary of %d candidates to %s and %s", len(table), csv_path, markdown_path)
@@ -263,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m prefdisco.summary", description=__doc__.splitlines()[0])
     parser.add_argument("--archive", required=True, type=Path, help="archive JSONL, one record per candidate")
     parser.add_argument("--reference-eval", type=Path, help="evaluation JSON of the untrained reference model")
+    parser.add_argument("--verdict", type=Path, help="verdict JSON of the final archive (prefdisco.cascade final)")
     parser.add_argument("--csv", required=True, type=Path, help="output CSV")
     parser.add_argument("--markdown", required=True, type=Path, help="output Markdown")
     args = parser.parse_args(argv)
@@ -270,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     records = read_jsonl(args.archive)
     reference = read_reference_metrics(args.reference_eval) if args.reference_eval else None
-    write_summary(records, args.csv, args.markdown, reference=reference)
+    verdict = read_json(args.verdict) if args.verdict else None
+    write_summary(records, args.csv, args.markdown, reference=reference, verdict=verdict)
     return 0
 
 

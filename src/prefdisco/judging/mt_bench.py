@@ -186,6 +186,9 @@ def mt_bench_scores(judgments: list[dict], questions: list[dict]) -> dict:
         "categories": categories,
         "n_judgments": len(judgments),
         "n_unparsed": len(judgments) - len(valid),
+        # per question (question order), the mean over its rated turns: the prompts of the seeds x prompts intervals
+        "per_question": [_mean_sem([float(j["score"]) for j in valid if j["question_id"] == q["question_id"]])[0]
+                         for q in questions],
     }
 
 

@@ -28,6 +28,7 @@ Numerics
 
 Search
     Tournament selection over archived records with status ``"ok"``, a fitness (higher is better) and a genome;
+    records carrying intervals compete on the lower 95% bound of their fitness (:func:`selection_score`);
     operators are constant mutation (log-space, sign kept), subtree replacement, unary wrapping, operator swap,
     subtree crossover and blending two parents with a new blend node. Offspring are rejected when non-finite on
     ``x`` in [-20, 20], flat, not decreasing on average over [-5, 5], or behaviourally identical (same rounded,
@@ -647,15 +648,26 @@ def record_genome(record: dict) -> Genome | None:
         return None
 
 
+def selection_score(record: dict) -> float | None:
+    """What tournaments compare: the lower 95% bound of fitness (seeds x prompts, :mod:`prefdisco.cascade`) where
+    the archive has it, so a candidate that was merely lucky on one seed does not out-breed a reliably good one;
+    the bare fitness in archives written before intervals existed."""
+    low = ((record.get("intervals") or {}).get("fitness") or {}).get("low")
+    if _is_number(low) and math.isfinite(low):
+        return float(low)
+    fitness = record.get("fitness")
+    return float(fitness) if _is_number(fitness) else None
+
+
 def _usable_parents(archive: list[dict]) -> list[_Parent]:
     parents = []
     for record in archive:
-        fitness = record.get("fitness")
-        if record.get("status") != OK or not _is_number(fitness):
+        score = selection_score(record)
+        if record.get("status") != OK or score is None:
             continue
         genome = record_genome(record)
         if genome is not None:
-            parents.append(_Parent(str(record["id"]), genome, float(fitness)))
+            parents.append(_Parent(str(record["id"]), genome, score))
     return parents
 
 

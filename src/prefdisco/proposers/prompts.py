@@ -5,13 +5,14 @@ Layout (after DiscoPOP, Lu et al. 2024, appendix prompt)
        the exact function interface, the sandbox rules (mirroring :mod:`prefdisco.sandbox.policy`) and the JSON
        reply format ``{"thought": ..., "name": ..., "code": ...}``.
     2. user: the archive as context -- each shown record's name, code and outcome line:
-       ``Fitness: 0.1234`` (status ok), ``Error: <error>`` (invalid, train_failed, eval_failed) or
+       ``Fitness: 0.169 [0.140, 0.198]; vs DPO +0.028 [-0.015, +0.071]`` (status ok; 95% intervals over training
+       seeds x held-out prompts and the paired difference to the control, bare ``Fitness: 0.1234`` without them), ``Error: <error>`` (invalid, train_failed, eval_failed) or
        ``Duplicate of <id>: <error>`` (duplicate) -- then the names already proposed by siblings in this
        generation, then the request for candidate k of generation g.
 
 Bounded context
     The archive grows every generation, so only a subset is shown: :data:`BEST_N` evaluated records (the best by
-    fitness, or tournament winners for a sibling that should start elsewhere) plus the :data:`RECENT_M` most recent
+    the lower bound of fitness, or tournament winners for a sibling that should start elsewhere) plus the :data:`RECENT_M` most recent
     records (any status), de-duplicated and listed in archive order. The most recent records are therefore always
     shown, so the results of the last generation are what the next prompt carries. Shown code and error texts are truncated to :data:`MAX_CODE_CHARS` / :data:`MAX_ERROR_CHARS`.
 """
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 
 from ..records import DUPLICATE, FAILED, OK
+from ..objectives import DISPLAY_NAMES
 
 BEST_N = 5
 RECENT_M = 8
@@ -75,13 +78,33 @@ def outcome_line(record: dict) -> str:
     status = record.get("status")
     error = _truncate(str(record.get("error") or ""), MAX_ERROR_CHARS)
     if status == OK and record.get("fitness") is not None:
-        return f"Fitness: {float(record['fitness']):.4f}"
+        return fitness_text(record)
     if status == DUPLICATE:
         original = record.get("duplicate_of") or "an earlier record"
         return f"Duplicate of {original}: {error or 'behaves like it (same fingerprint); not trained again'}"
     if status in FAILED:
         return f"Error: {error or status}"
     return f"Status: {status or 'unknown'}"
+
+
+def fitness_text(record: dict) -> str:
+    """``Fitness: 0.169 [0.140, 0.198]; vs DPO +0.028 [-0.015, +0.071]`` (95% intervals over seeds x prompts), or the
+    bare ``Fitness: 0.1690`` for a record without intervals."""
+    intervals = record.get("intervals") or {}
+    fitness, difference = intervals.get("fitness"), intervals.get("vs_control")
+    if not fitness or not math.isfinite(fitness["low"]):
+        return f"Fitness: {float(record['fitness']):.4f}"
+    text = f"Fitness: {fitness['mean']:.3f} [{fitness['low']:.3f}, {fitness['high']:.3f}]"
+    if difference and math.isfinite(difference["low"]):
+        control = DISPLAY_NAMES.get(intervals.get("control"), intervals.get("control"))
+        text += f"; vs {control} {difference['mean']:+.3f} [{difference['low']:+.3f}, {difference['high']:+.3f}]"
+    return text
+
+
+def ranking_score(record: dict) -> float:
+    """The lower 95% bound of fitness where known, else the fitness: what "best" means for the prompt."""
+    low = ((record.get("intervals") or {}).get("fitness") or {}).get("low")
+    return float(low) if isinstance(low, (int, float)) and math.isfinite(low) else float(record["fitness"])
 
 
 def select_context(archive: list[dict], best_n: int = BEST_N, recent_m: int = RECENT_M,
@@ -94,12 +117,12 @@ def select_context(archive: list[dict], best_n: int = BEST_N, recent_m: int = RE
     """
     ok = [r for r in archive if r.get("status") == OK and r.get("fitness") is not None]
     if rng is None:
-        best = sorted(ok, key=lambda r: float(r["fitness"]), reverse=True)[:best_n]
+        best = sorted(ok, key=ranking_score, reverse=True)[:best_n]
     else:
         pool, best = list(ok), []
         while pool and len(best) < best_n:
             entrants = rng.sample(pool, min(tournament_size, len(pool)))
-            winner = max(entrants, key=lambda r: float(r["fitness"]))
+            winner = max(entrants, key=ranking_score)
             best.append(winner)
             pool.remove(winner)
     recent = archive[-recent_m:] if recent_m > 0 else []
@@ -124,7 +147,8 @@ def build_messages(archive: list[dict], generation: int, candidate: int, sibling
     parts = []
     if shown:
         omitted = len(archive) - len(shown)
-        header = "Here are earlier objectives and their results (higher fitness is better)"
+        header = ("Here are earlier objectives and their results (higher fitness is better; brackets are 95% "
+                  "intervals over training seeds and held-out prompts, 'vs' the paired difference to the control)")
         if omitted:
             header += f"; {omitted} other record(s) of the archive are not shown"
         parts.append(header + ":")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..options import options_from
 from ..sampling import mean_and_sem_by_prompt, sample_completions, sampled_kl
+from ..statistics import per_prompt_means
 
 log = logging.getLogger(__name__)
 
@@ -113,5 +114,7 @@ def score(policy, reference, tokenizer, heldout: list[list[dict]], options: Chat
                                      batch_size=options.batch_size)
     kls = sampled_kl(policy, reference, tokenizer, completions, options.batch_size)
     kl, kl_sem = mean_and_sem_by_prompt(completions, kls)
+    per_prompt = {"kl": per_prompt_means([c.prompt_index for c in completions], kls, len(heldout))}
     return {"kl": kl, "kl_sem": kl_sem, "n_prompts": len(heldout), "n_samples": len(completions),
+            "per_prompt": per_prompt,
             "mean_completion_tokens": statistics.fmean(len(c.completion_ids) for c in completions) if completions else 0.0}

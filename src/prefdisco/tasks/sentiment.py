@@ -15,6 +15,7 @@ from importlib import resources
 
 from ..options import options_from
 from ..sampling import Completion, mean_and_sem_by_prompt, sample_completions, sampled_kl
+from ..statistics import per_prompt_means
 
 
 @dataclass
@@ -116,6 +117,7 @@ def score_policy(policy, reference, tokenizer, prompts: list[str], options: Sent
     kls = sampled_kl(policy, reference, tokenizer, completions, options.batch_size)
     reward, reward_sem = mean_and_sem_by_prompt(completions, rewards)
     kl, kl_sem = mean_and_sem_by_prompt(completions, kls)
+    indices = [c.prompt_index for c in completions]
     return {
         "reward": reward,
         "reward_sem": reward_sem,
@@ -124,6 +126,9 @@ def score_policy(policy, reference, tokenizer, prompts: list[str], options: Sent
         "n_prompts": len(prompts),
         "n_samples": len(completions),
         "mean_completion_tokens": statistics.fmean(len(c.completion_ids) for c in completions),
+        # one value per held-out prompt (held-out order): the unit of the seeds x prompts intervals
+        "per_prompt": {"reward": per_prompt_means(indices, rewards, len(prompts)),
+                       "kl": per_prompt_means(indices, kls, len(prompts))},
         "examples": [{"prompt": c.prompt, "completion": c.text, "reward": r} for c, r in list(zip(completions, rewards))[:8]],
     }
 
