@@ -87,7 +87,7 @@ def test_llm_proposer_configs_pass():
 
 
 def test_judged_settings_are_checked_by_name():
-    chat = yaml.safe_load((REPO / "configs" / "paper_discovery.yaml").read_text())
+    chat = yaml.safe_load((REPO / "configs" / "paper" / "discovery.yaml").read_text())
     broken = copy.deepcopy(chat)
     broken["fitness"]["benchmark"] = "task"  # the chat task has no reward but the judge's
     assert any(e.startswith("fitness.benchmark: 'mt_bench' was expected") for e in errors(broken)), errors(broken)
