@@ -22,6 +22,7 @@ include: "rules/train_evaluate.smk"
 include: "rules/experiments.smk"
 include: "rules/outputs.smk"
 include: "rules/judging.smk"
+include: "rules/paper.smk"
 
 
 rule all:
@@ -34,3 +35,9 @@ rule all:
 rule experiments:
     input:
         experiment_targets(),
+
+
+# The paper's figures and tables this run's results support, and results/paper/MANIFEST.md: `snakemake paper`.
+rule paper:
+    input:
+        paper_targets(),
