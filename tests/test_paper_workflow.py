@@ -21,8 +21,8 @@ pytestmark = pytest.mark.workflow
 def test_every_paper_preset_plans_its_study(tmp_path):
     expected = {"imdb.yaml": 11 * 6 * 10, "tldr.yaml": 11, "discovery.yaml": 11}
     for preset, trainings in expected.items():
-        result = subprocess.run([*SNAKEMAKE, "--directory", str(tmp_path), "-n", "--configfile",
-                                 str(REPO / "configs" / "paper" / preset), "experiments"],
+        result = subprocess.run([*SNAKEMAKE, "--directory", str(tmp_path), "-n", "experiments", "--configfile",
+                                 str(REPO / "configs" / "paper" / preset)],
                                 capture_output=True, text=True, env=ENV, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         counts = dict(line.split()[:2] for line in result.stdout.splitlines()
@@ -42,7 +42,7 @@ def test_paper_lite_path_renders_every_artifact(tmp_path, tiny_model_dir):
     config["threads"] = {"preferences": 1, "train": 1, "evaluate": 1}
     config["resources"] = {}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"), "experiments", "paper")
+    snakemake(tmp_path, "experiments", "paper", "--configfile", str(tmp_path / "config.yaml"))
     out = tmp_path / "results" / "lite" / "paper"
     for name in ("fig5_lrml_vs_dpo", "fig5_lrml_vs_slic", "fig8_frontiers", "appendix_frontiers",
                  "fig7_training_curves", "fig14_log_ratios"):
