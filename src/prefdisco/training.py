@@ -14,7 +14,7 @@ import math
 import signal
 import threading
 from unittest import mock
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -277,6 +277,7 @@ def compute_reference_logps(model, tokenizer, pairs: list[dict], options: Traini
     dataset = Dataset.from_list([{"pair_id": p["pair_id"], "prompt": p["prompt"], "chosen": p["chosen"],
                                   "rejected": p["rejected"]} for p in pairs])
     tokenizer.padding_side = "right"
+    options = replace(options, eval_pairs=0)  # no training here: an evaluation schedule would want an eval set
     trainer = ObjectiveDPOTrainer(model=model, args=dpo_config(options, scratch_dir), train_dataset=dataset,
                                   processing_class=tokenizer, objective=None)
     chosen, rejected = trainer.reference_logps(options.batch_size)
