@@ -239,7 +239,6 @@ def paper_artifacts(run=None):
         artifacts[f"{out}/fig14_log_ratios.png"] = "Fig. 14: log-ratio differences under a trained LRML policy"
     if MT_BENCH_FITNESS:
         artifacts[f"{out}/table1.csv"] = "Table 1: MT-Bench per objective with SE"
-        artifacts[f"{out}/fastchat/manifest.json"] = "MT-Bench answers and judgments in FastChat's layout"
     if config["task"]["name"] == "tldr":
         artifacts[f"{out}/tldr_table.csv"] = "TL;DR win rates vs the human summary and the SFT model"
     return artifacts
