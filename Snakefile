@@ -23,6 +23,7 @@ include: "rules/experiments.smk"
 include: "rules/cascade.smk"
 include: "rules/outputs.smk"
 include: "rules/judging.smk"
+include: "rules/paper.smk"
 
 
 rule all:
@@ -35,3 +36,9 @@ rule all:
 rule experiments:
     input:
         experiment_targets(),
+
+
+# The paper's figures and tables this run's results support, and results/paper/MANIFEST.md: `snakemake paper`.
+rule paper:
+    input:
+        paper_targets(),

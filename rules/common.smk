@@ -249,3 +249,84 @@ def replica_evaluations(wildcards):
     """Seeds 2..n of every promoted candidate: raising fitness.seeds adds only the new ones."""
     return [f"results/{wildcards.run}/gen{g}/cand{k}/seed{FIRST_SEED + s}/eval.json"
             for g in range(GENERATIONS + 1) for k in promoted_candidates(wildcards.run, g) for s in range(1, SEEDS)]
+
+
+# --- the paper's figures and tables (rules/paper.smk) ------------------------------------------------------------
+
+PAPER_FIG7_OBJECTIVES = ["dpo", "slic", "padll", "lrml"]
+
+
+def paper_study():
+    """(name, grid) of the run's first experiment: the study its paper artifacts draw."""
+    experiments = config["experiments"]
+    return next(iter(experiments.items()), (None, None))
+
+
+def paper_units(objectives, beta=None):
+    name, grid = paper_study()
+    betas = grid["betas"] if beta is None else [beta]
+    return [f"experiments/{name}/{o}/beta{b}/seed{s}" for o in grid["objectives"] if o in objectives
+            for b in betas for s in grid["seeds"]]
+
+
+def paper_beta():
+    """The study's beta closest to the paper's 0.05 (Figs. 7 and 14)."""
+    return min(paper_study()[1]["betas"], key=lambda b: abs(float(b) - 0.05))
+
+
+def paper_artifacts(run=None):
+    """Every paper artifact this config's run supports, as {path: what it is}."""
+    run = run or RUN
+    name, grid = paper_study()
+    out = f"results/{run}/paper"
+    artifacts = {}
+    if grid is None:
+        return artifacts
+    has_reward = config["task"]["name"] in ("sentiment", "imdb") and not MT_BENCH_FITNESS
+    if has_reward and len(grid["betas"]) > 1:
+        if {"lrml", "dpo"} <= set(grid["objectives"]):
+            artifacts[f"{out}/fig5_lrml_vs_dpo.png"] = "Fig. 5: reward vs KL, LRML and DPO"
+        if {"lrml", "slic"} <= set(grid["objectives"]):
+            artifacts[f"{out}/fig5_lrml_vs_slic.png"] = "Fig. 5: reward vs KL, LRML and SLiC"
+        artifacts[f"{out}/fig8_frontiers.png"] = "Fig. 8: reward vs KL, every objective"
+        artifacts[f"{out}/appendix_frontiers.png"] = "appendix: one reward-vs-KL panel per objective"
+    if config["training"]["eval_pairs"] > 0 and set(PAPER_FIG7_OBJECTIVES) & set(grid["objectives"]):
+        artifacts[f"{out}/fig7_training_curves.png"] = "Fig. 7: training and evaluation loss and reward accuracy"
+    if "lrml" in grid["objectives"] and config["task"]["name"] != "tldr":
+        artifacts[f"{out}/fig14_log_ratios.png"] = "Fig. 14: log-ratio differences under a trained LRML policy"
+    if MT_BENCH_FITNESS:
+        artifacts[f"{out}/table1.csv"] = "Table 1: MT-Bench per objective with SE"
+    if config["task"]["name"] == "tldr":
+        artifacts[f"{out}/tldr_table.csv"] = "TL;DR win rates vs the human summary and the SFT model"
+    return artifacts
+
+
+PAPER_SHARED = {"results/paper/fig6_objective_shapes.png": "Fig. 6: loss and gradient at beta 0.05",
+                "results/paper/beta_grid.png": "beta-grid of DPO and LRML loss and gradient"}
+
+
+def paper_targets():
+    return [*PAPER_SHARED, *paper_artifacts(), "results/paper/MANIFEST.md"]
+
+
+def paper_manifest():
+    """What `snakemake paper` builds under this config, and every preset's artifacts with the command that makes them."""
+    import glob
+
+    import yaml
+
+    presets = sorted(glob.glob(str(Path(workflow.basedir) / "configs" / "paper" / "*.yaml")))
+    presets.append(str(Path(workflow.basedir) / "configs" / "paper_lite.yaml"))
+    listed = {"configured_run": RUN, "shared": PAPER_SHARED, "built": paper_artifacts(), "presets": {}}
+    for preset in presets:
+        if Path(preset).exists():
+            preset_config = yaml.safe_load(Path(preset).read_text())
+            listed["presets"][Path(preset).relative_to(workflow.basedir).as_posix()] = preset_config["run"]
+    return as_json(listed)
+
+
+def tldr_metrics(wildcards):
+    name, grid = paper_study()
+    references = BENCHMARKS["tldr"]["references"]
+    return [f"results/{wildcards.run}/{unit}/tldr/{reference}/metrics.json"
+            for unit in paper_units(grid["objectives"]) for reference in references]

@@ -35,7 +35,7 @@ def test_shipped_configs_are_valid():
     (("discovery", "population"), 0, "discovery.population: 0 is less than the minimum of 1"),
     (("discovery", "seed_objectives"), ["dpo", "dpo2"], "discovery.seed_objectives.1: 'dpo2' is not one of"),
     (("task", "options", "samples_per_prompt"), 1, "task.options.samples_per_prompt: 1 is less than the minimum of 2"),
-    (("task", "name"), "imdb", "task.name: 'imdb' is not one of ['sentiment', 'chat']"),
+    (("task", "name"), "cifar", "task.name: 'cifar' is not one of ['sentiment', 'chat', 'imdb', 'tldr']"),
     (("fitness", "benchmark"), "alpaca_eval", "fitness.benchmark: 'alpaca_eval' is not one of ['task', 'mt_bench']"),
     (("training", "distributed"), "horovod", "training.distributed: 'horovod' is not one of"),
     (("resources", "train", "cpus_per_gpu"), 0, "resources.train.cpus_per_gpu: 0 is less than the minimum of 1"),
@@ -87,7 +87,7 @@ def test_llm_proposer_configs_pass():
 
 
 def test_judged_settings_are_checked_by_name():
-    chat = yaml.safe_load((REPO / "configs" / "paper_discovery.yaml").read_text())
+    chat = yaml.safe_load((REPO / "configs" / "paper" / "discovery.yaml").read_text())
     broken = copy.deepcopy(chat)
     broken["fitness"]["benchmark"] = "task"  # the chat task has no reward but the judge's
     assert any(e.startswith("fitness.benchmark: 'mt_bench' was expected") for e in errors(broken)), errors(broken)

@@ -29,7 +29,7 @@ def dry_run_resources(*args: str, cwd) -> dict[str, list[dict[str, str]]]:
 
 
 def test_paper_discovery_asks_for_a_whole_node_per_training(tmp_path):
-    jobs = dry_run_resources("all", "experiments", "--configfile", str(REPO / "configs" / "paper_discovery.yaml"),
+    jobs = dry_run_resources("all", "experiments", "--configfile", str(REPO / "configs" / "paper" / "discovery.yaml"),
                              cwd=tmp_path)
     assert jobs["train"], "no training job in the dry run"
     for train in jobs["train"]:

@@ -126,7 +126,7 @@ def test_tiny_run_through_the_slurm_profile(cluster, tmp_path, tiny_model_dir):
 def test_paper_discovery_dry_run_under_the_slurm_profile(cluster, tmp_path):
     """The requests of the paper's 7B setting; the jobs the config gives no resources get the profile's."""
     jobs = dry_run_resources("--workflow-profile", str(REPO / "profiles" / "slurm"), "all", "experiments",
-                             "--configfile", str(REPO / "configs" / "paper_discovery.yaml"), cwd=tmp_path)
+                             "--configfile", str(REPO / "configs" / "paper" / "discovery.yaml"), cwd=tmp_path)
     assert jobs["train"]
     for train in jobs["train"]:
         assert (train["gpu"], train["cpus_per_gpu"], train["mem_mb"], train["runtime"]) == ("8", "8", "256000", "240")

@@ -76,9 +76,11 @@ def run_evaluation(task_name: str, task_options: dict, reference_json: Path, hel
         # The judged reward is per benchmark question, the KL per held-out prompt: two lists of their own lengths.
         metrics["per_prompt"] = {**{k: v for k, v in task_per_prompt.items() if k != "reward"},
                                  **metrics.get("per_prompt", {})}
-    elif "reward" not in metrics:
+    elif "reward" not in metrics and not getattr(task, "JUDGED_SEPARATELY", False):
         raise ValueError(f"task {task_name!r} has no reward of its own: set fitness.benchmark to mt_bench")
-    return {"id": candidate_id, "status": OK, "fitness": fitness(metrics, kl_penalty), "metrics": metrics,
+    # A task judged by its own target (tldr: win rates) has KL here and no fitness.
+    score_value = fitness(metrics, kl_penalty) if "reward" in metrics else None
+    return {"id": candidate_id, "status": OK, "fitness": score_value, "metrics": metrics,
             "error": None, "kl_penalty": kl_penalty, "sampling_seed": seed, "wall_seconds": time.monotonic() - started,
             "device_seconds": time.monotonic() - started if device.type == "cuda" else 0.0}
 

