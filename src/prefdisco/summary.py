@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 Record = Mapping[str, Any]
 
+# Our IPO is the paper's form; TRL's built-in IPO is not, and a reader comparing the two must know.
+IPO_NOTE = ("Baseline note: IPO here regresses the summed log-ratio margin (the paper's form); TRL >= 0.9's IPO "
+            "normalises it per token, so the two are different objectives at the same beta.")
 FAILED_STATUSES = ("invalid", "train_failed", "eval_failed")
 # Order of the unranked rows at the bottom of the table: closest to a result first.
 _UNRANKED_ORDER = {"ok": 0, "eval_failed": 1, "train_failed": 2, "duplicate": 3, "invalid": 4}
@@ -224,8 +227,11 @@ def write_summary(
     table = summary_table(records)
     write_text(csv_path, table.to_csv(index=False))
     usage = proposer_usage_line(records)
+    notes = [usage] if usage else []
+    if any(r.get("library_name") == "ipo" for r in records):
+        notes.append(IPO_NOTE)
     markdown = ("# Discovery run summary\n\n" + run_summary_line(records, reference) + "\n\n"
-                + (usage + "\n\n" if usage else "") + markdown_table(table))
+                + "".join(note + "\n\n" for note in notes) + markdown_table(table))
     write_text(markdown_path, markdown)
     log.info("wrote summary of %d candidates to %s and %s", len(table), csv_path, markdown_path)
     return table
