@@ -31,6 +31,7 @@ from .training import (
     CandidateError,
     TrainingOptions,
     attach_reference_logps,
+    batching_record,
     summarise_history,
     train_objective,
     trainable_parameter_names,
@@ -58,6 +59,7 @@ def run_training(objective_spec: dict, reference_json: Path, pairs: list[dict], 
     trained_names = trainable_parameter_names(model, options.trainable_layers)  # before any wrapper renames them
     tokenizer = load_tokenizer(model_dir)
     dataset = attach_reference_logps(pairs, reference_logps)
+    record["batching"] = batching_record(len(dataset), options.batch_size, processes)
     with tempfile.TemporaryDirectory() as scratch:
         try:
             trainer, history = train_objective(model, tokenizer, dataset, objective, options, Path(scratch))

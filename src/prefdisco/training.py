@@ -214,6 +214,13 @@ def dpo_config(options: TrainingOptions, output_dir: Path, threads: int | None =
         save_strategy="no",
         report_to="none",
         dataloader_num_workers=0,
+        # Every batch a candidate sees holds batch_size pairs: a short trailing batch (one pair, say) makes batch
+        # statistics (std, var) NaN or wild, so an objective like AQFL "failed" or not by pair count mod batch
+        # size. Dropped rather than merged into the previous batch: a merged batch of up to 2x the configured
+        # size could exceed the memory the batch size was chosen for, and dropping is the data loader's own path
+        # (also across processes). The loss is under one batch per epoch, and as the data order is seeded by
+        # training.seed it is the same pairs for every candidate of a run; train.json records the count.
+        dataloader_drop_last=True,
         disable_tqdm=True,
         # Only named when on: transformers 5 renamed the option and warns about the old name.
         **({"gradient_checkpointing": True} if options.gradient_checkpointing else {}),
@@ -290,7 +297,12 @@ def train_objective(model, tokenizer, dataset: Dataset, objective: Callable, opt
     """
     freeze_below_top_layers(model, options.trainable_layers)
     tokenizer.padding_side = "right"
-    trainer = ObjectiveDPOTrainer(model=model, args=dpo_config(options, scratch_dir), train_dataset=dataset,
+    config = dpo_config(options, scratch_dir)
+    per_step = options.batch_size * config.world_size
+    if len(dataset) < per_step:  # with short batches dropped, there would be no step at all
+        raise ValueError(f"training.batch_size={options.batch_size} x {config.world_size} process(es) needs at least "
+                         f"{per_step} preference pairs; the dataset has {len(dataset)}")
+    trainer = ObjectiveDPOTrainer(model=model, args=config, train_dataset=dataset,
                                   processing_class=tokenizer, objective=objective,
                                   objective_timeout=options.objective_timeout_seconds)
     trainer.train()
@@ -300,6 +312,13 @@ def train_objective(model, tokenizer, dataset: Dataset, objective: Callable, opt
             if isinstance(value, float) and not math.isfinite(value):
                 entry[key] = None
     return trainer, history
+
+
+def batching_record(n_pairs: int, batch_size: int, processes: int) -> dict:
+    """What train.json says about batching: the short trailing batch of each epoch is dropped (see dpo_config)."""
+    per_step = batch_size * processes
+    return {"short_batch": "dropped", "pairs": n_pairs, "pairs_per_step": per_step,
+            "dropped_pairs_per_epoch": n_pairs % per_step}
 
 
 def summarise_history(history: list[dict]) -> dict:
