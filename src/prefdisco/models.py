@@ -39,6 +39,20 @@ def load_causal_lm(path: str | Path, device: torch.device, precision: str = "fp3
     return model.to(device)
 
 
+def master_weights_precision(precision: str, processes: int = 1, distributed: str = "deepspeed_zero3") -> str:
+    """The dtype training loads (and keeps) the weights in, for a resolved ``training.precision``.
+
+    fp32, with bf16/fp16 only in the forward (TrainingArguments' autocast): AdamW updating bf16 weights in place
+    rounds away steps of the paper's size (lr 5e-7 moves about 1% of the weights at all). The exception is
+    DeepSpeed over several processes: it keeps its own fp32 master copy of a bf16 model and shards it, so the
+    weights load in the training precision there (a whole fp32 copy per process would need twice the host memory).
+    DDP and FSDP keep no master copy, so they get fp32 weights too.
+    """
+    if processes > 1 and distributed.startswith("deepspeed"):
+        return precision
+    return "fp32"
+
+
 def load_tokenizer(path: str | Path, padding_side: str = "left"):
     from transformers import AutoTokenizer
 

@@ -281,7 +281,8 @@ def compute_reference_logps(model, tokenizer, pairs: list[dict], options: Traini
     tokenizer.padding_side = "right"
     trainer = ObjectiveDPOTrainer(model=model, args=dpo_config(options, scratch_dir), train_dataset=dataset,
                                   processing_class=tokenizer, objective=None)
-    chosen, rejected = trainer.reference_logps(options.batch_size)
+    with trainer.accelerator.autocast():  # training's mixed precision (bf16/fp16 forward), so step 0 matches
+        chosen, rejected = trainer.reference_logps(options.batch_size)
     pair_ids = trainer.train_dataset["pair_id"]
     dropped = len(pairs) - len(pair_ids)
     if dropped:
