@@ -323,13 +323,32 @@ def batching_record(n_pairs: int, batch_size: int, processes: int) -> dict:
 
 
 def summarise_history(history: list[dict]) -> dict:
-    """The last logged value of each training metric, plus the step count."""
-    summary: dict = {}
-    for entry in history:
+    """train.json's ``metrics`` (and the archive's ``training``): the mean over the epoch's logged training steps of
+    each per-step metric (loss, grad_norm, rewards/*, logps/*), with the step count and the runtime.
+
+    One step's values are one batch (a handful of pairs on a CPU run): too noisy to describe a run. The whole
+    per-step log stays in train.json's ``history``. A value that was not finite (logged as None) is left out of
+    its mean; ``non_finite`` counts those per metric.
+    """
+    steps = [entry for entry in history if "loss" in entry]  # training steps; eval entries log "eval_*" keys
+    values: dict[str, list] = {}
+    for entry in steps:
         for key, value in entry.items():
-            if key in ("loss", "grad_norm", "learning_rate", "epoch") or key.startswith(("rewards/", "logps/")):
-                summary[key] = value
-            if key in ("train_runtime", "train_loss", "train_samples_per_second"):
-                summary[key] = value
+            if key in ("loss", "grad_norm") or key.startswith(("rewards/", "logps/")):
+                values.setdefault(key, []).append(value)
+    summary: dict = {}
+    non_finite = {}
+    for key, series in values.items():
+        finite = [float(v) for v in series if v is not None and math.isfinite(v)]
+        summary[key] = math.fsum(finite) / len(finite) if finite else None
+        if len(finite) < len(series):
+            non_finite[key] = len(series) - len(finite)
+    summary["logged_steps"] = len(steps)
     summary["steps"] = max((e.get("step", 0) for e in history), default=0)
+    summary["epoch"] = max((e.get("epoch", 0) for e in history), default=0)
+    final = next((e for e in reversed(history) if "train_runtime" in e), {})
+    for key in ("train_runtime", "train_samples_per_second"):
+        summary[key] = final.get(key)
+    if non_finite:
+        summary["non_finite"] = non_finite
     return summary
