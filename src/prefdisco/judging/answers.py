@@ -33,6 +33,7 @@ from ..options import options_from
 from ..models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
 from ..policy import load_policy
 from ..reference import reference_path
+from ..sampling import encode_prompts
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def generate_replies(model, tokenizer, conversations: list[list[dict]], temperat
         for start in range(0, len(indices), batch_size):
             batch = indices[start : start + batch_size]
             prompts = [render_chat(tokenizer, conversations[i]) for i in batch]
-            encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            encoded = encode_prompts(tokenizer, prompts, rendered_chat=True).to(device)
             torch.manual_seed(seed * 1_000_003 + batch_number)
             batch_number += 1
             sampling = ({"do_sample": True, "temperature": temperature} if temperature >= GREEDY_BELOW
