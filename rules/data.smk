@@ -10,6 +10,7 @@ rule preferences:
         options=task_options(),
         seed=config["seed"],
         device=config["training"].get("device", "auto"),
+        precision=config["training"].get("precision", "auto"),
     log:
         "results/{run}/logs/preferences.log",
     benchmark:
@@ -24,7 +25,8 @@ rule preferences:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.preferences --task {params.task} --options {params.options:q}"
-        " --reference {input.reference} --seed {params.seed} --device {params.device} --threads {threads}"
+        " --reference {input.reference} --seed {params.seed} --device {params.device} --precision {params.precision}"
+        " --threads {threads}"
         " --gpus {resources.gpu} --pairs {output.pairs} --heldout {output.heldout} > {log} 2>&1"
 
 
@@ -65,6 +67,7 @@ rule evaluate_reference:
         options=task_options(),
         seed=config["seed"],
         device=config["training"].get("device", "auto"),
+        precision=config["training"].get("precision", "auto"),
         judged=lambda wildcards, input: f"--judged {input.judged}" if input.judged else "",
     log:
         "results/{run}/logs/evaluate_reference.log",
@@ -81,5 +84,6 @@ rule evaluate_reference:
     shell:
         "python -m prefdisco.evaluate --task {params.task} --options {params.options:q}"
         " --reference {input.reference} --heldout {input.heldout} --seed {params.seed}"
-        " --device {params.device} --threads {threads} --gpus {resources.gpu} {params.judged} --output {output}"
+        " --device {params.device} --precision {params.precision} --threads {threads} --gpus {resources.gpu}"
+        " {params.judged} --output {output}"
         " > {log} 2>&1"

@@ -9,7 +9,7 @@ from pathlib import Path
 from .cli import json_option, setup_logging
 from .devices import assign_gpus
 from .io import write_json, write_jsonl
-from .models import load_causal_lm, load_tokenizer, resolve_device, set_threads
+from .models import load_for_inference, load_tokenizer, set_threads
 from .reference import reference_path
 from .tasks import get_task
 
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", type=Path, required=True, help="reference.json of the reference stage")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", help="training.precision: auto, fp32, bf16 or fp16")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--gpus", type=int, default=None, help="GPUs of this job, its own (resources.gpu)")
     parser.add_argument("--pairs", type=Path, required=True, help="output: preference pairs (JSONL)")
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     task = get_task(args.task)
     options = task.to_options(args.options)
     model_dir = reference_path(args.reference)
-    model = load_causal_lm(model_dir, resolve_device(args.device))
+    model = load_for_inference(model_dir, args.device, args.precision)
     tokenizer = load_tokenizer(model_dir)
     pairs, heldout = task.build(model, tokenizer, options, args.seed)
     if not pairs:

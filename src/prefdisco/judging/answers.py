@@ -30,8 +30,7 @@ from ..cli import json_option, setup_logging
 from ..io import read_json, write_json, write_jsonl
 from ..devices import assign_gpus
 from ..options import options_from
-from ..models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
-from ..policy import load_policy
+from ..models import load_for_inference, load_tokenizer, precision_of, set_threads
 from ..reference import reference_path
 from ..sampling import encode_prompts
 
@@ -174,12 +173,10 @@ def run_answers(benchmark: str, reference_json: Path, policy_dir: Path | None, t
     if train_record is not None and train_record.get("status") != "ok":
         record.update(status=train_record.get("status"), error=train_record.get("error"), wall_seconds=0.0)
         return [], record
-    device = resolve_device(device_name)
-    precision = resolve_precision(precision, device)
     model_dir = reference_path(reference_json)
     tokenizer = load_tokenizer(model_dir)
-    model = (load_causal_lm(model_dir, device, precision) if policy_dir is None
-             else load_policy(policy_dir, device, precision))
+    model = load_for_inference(model_dir, device_name, precision, policy_dir)
+    device, precision = model.device, precision_of(model)
     broken = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if broken:
         record.update(status="eval_failed", wall_seconds=time.monotonic() - started,
