@@ -5,10 +5,12 @@ rule preferences:
     output:
         pairs="results/{run}/data/preferences.jsonl",
         heldout="results/{run}/data/heldout_prompts.json",
+        record="results/{run}/data/preferences.json",
     params:
         task=config["task"]["name"],
         options=task_options(),
         seed=config["seed"],
+        max_length=config["training"].get("max_length", 512),
         device=config["training"].get("device", "auto"),
         precision=config["training"].get("precision", "auto"),
     log:
@@ -25,9 +27,9 @@ rule preferences:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.preferences --task {params.task} --options {params.options:q}"
-        " --reference {input.reference} --seed {params.seed} --device {params.device} --precision {params.precision}"
-        " --threads {threads}"
-        " --gpus {resources.gpu} --pairs {output.pairs} --heldout {output.heldout} > {log} 2>&1"
+        " --reference {input.reference} --seed {params.seed} --max-length {params.max_length}"
+        " --device {params.device} --precision {params.precision} --threads {threads} --gpus {resources.gpu}"
+        " --pairs {output.pairs} --heldout {output.heldout} --record {output.record} > {log} 2>&1"
 
 
 rule reference_logps:

@@ -261,6 +261,16 @@ def _decoder_layers(model):
     raise ValueError(f"cannot find the decoder layers of {type(model).__name__} to apply training.trainable_layers")
 
 
+def prompt_token_count(tokenizer, prompt: str | list[dict]) -> int:
+    """Tokens of a pair's prompt as TRL's DPOTrainer counts them when it drops pairs whose prompt alone reaches
+    max_length: a conversation through the chat template with the generation prompt, text through the tokenizer
+    with its special tokens."""
+    if isinstance(prompt, list):
+        return len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True,
+                                                 return_dict=True)["input_ids"])
+    return len(tokenizer(prompt)["input_ids"])
+
+
 def attach_reference_logps(pairs: list[dict], reference_logps: list[dict]) -> Dataset:
     """The training dataset: preference pairs with their precomputed reference log-probs, matched by pair id."""
     by_id = {r["pair_id"]: r for r in reference_logps}
@@ -284,9 +294,11 @@ def compute_reference_logps(model, tokenizer, pairs: list[dict], options: Traini
     with trainer.accelerator.autocast():  # training's mixed precision (bf16/fp16 forward), so step 0 matches
         chosen, rejected = trainer.reference_logps(options.batch_size)
     pair_ids = trainer.train_dataset["pair_id"]
-    dropped = len(pairs) - len(pair_ids)
-    if dropped:
-        log.warning("%d pairs dropped by truncation at max_length=%d", dropped, options.max_length)
+    dropped = sorted(set(p["pair_id"] for p in pairs) - set(pair_ids))
+    if dropped:  # every training job would drop them too, and then find no reference log-probs for them
+        raise ValueError(f"{len(dropped)} pairs ({', '.join(dropped[:5])}) have a prompt of at least "
+                         f"training.max_length={options.max_length} tokens: the preferences stage drops those; "
+                         "rebuild the preference data with this training.max_length")
     return [{"pair_id": i, "ref_chosen_logps": c, "ref_rejected_logps": r} for i, c, r in zip(pair_ids, chosen, rejected)]
 
 
