@@ -35,6 +35,7 @@ def test_the_loader_places_reference_and_policy_alike(tiny_model_dir, tmp_path):
         for policy in (None, policy_dir):
             model = load_for_inference(tiny_model_dir, "cpu", precision, policy)
             assert {p.dtype for p in model.parameters()} == {dtype} and not model.training
+            assert precision_of(model) == ("fp32" if precision == "auto" else precision)  # auto on a CPU: fp32
     policy = load_for_inference(tiny_model_dir, "cpu", "bf16", policy_dir)
     reference = load_for_inference(tiny_model_dir, "cpu", "bf16")
     torch.testing.assert_close(policy.model.norm.weight, reference.model.norm.weight * 1.5)
