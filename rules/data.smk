@@ -5,11 +5,14 @@ rule preferences:
     output:
         pairs="results/{run}/data/preferences.jsonl",
         heldout="results/{run}/data/heldout_prompts.json",
+        record="results/{run}/data/preferences.json",
     params:
         task=config["task"]["name"],
         options=task_options(),
         seed=config["seed"],
+        max_length=config["training"]["max_length"],
         device=config["training"]["device"],
+        precision=config["training"]["precision"],
     log:
         "results/{run}/logs/preferences.log",
     benchmark:
@@ -24,8 +27,9 @@ rule preferences:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.preferences --task {params.task} --options {params.options:q}"
-        " --reference {input.reference} --seed {params.seed} --device {params.device} --threads {threads}"
-        " --gpus {resources.gpu} --pairs {output.pairs} --heldout {output.heldout} > {log} 2>&1"
+        " --reference {input.reference} --seed {params.seed} --max-length {params.max_length}"
+        " --device {params.device} --precision {params.precision} --threads {threads} --gpus {resources.gpu}"
+        " --pairs {output.pairs} --heldout {output.heldout} --record {output.record} > {log} 2>&1"
 
 
 rule reference_logps:
@@ -65,6 +69,7 @@ rule evaluate_reference:
         options=task_options(),
         seed=config["seed"],
         device=config["training"]["device"],
+        precision=config["training"]["precision"],
         judged=lambda wildcards, input: f"--judged {input.judged}" if input.judged else "",
     log:
         "results/{run}/logs/evaluate_reference.log",
@@ -81,5 +86,6 @@ rule evaluate_reference:
     shell:
         "python -m prefdisco.evaluate --task {params.task} --options {params.options:q}"
         " --reference {input.reference} --heldout {input.heldout} --seed {params.seed}"
-        " --device {params.device} --threads {threads} --gpus {resources.gpu} {params.judged} --output {output}"
+        " --device {params.device} --precision {params.precision} --threads {threads} --gpus {resources.gpu}"
+        " {params.judged} --output {output}"
         " > {log} 2>&1"

@@ -48,6 +48,7 @@ rule evaluate:
         seed=config["seed"],
         kl_penalty=config["fitness"]["kl_penalty"],
         device=config["training"]["device"],
+        precision=config["training"]["precision"],
         judged=lambda wildcards, input: f"--judged {input.judged}" if input.judged else "",
     log:
         "results/{run}/logs/{unit}/evaluate.log",
@@ -65,5 +66,6 @@ rule evaluate:
         "python -m prefdisco.evaluate --task {params.task} --options {params.options:q}"
         " --reference {input.reference} --heldout {input.heldout} --train-record {input.record}"
         " --policy-dir {input.policy} --seed {params.seed} --kl-penalty {params.kl_penalty}"
-        " --device {params.device} --threads {threads} --gpus {resources.gpu} {params.judged} --output {output}"
+        " --device {params.device} --precision {params.precision} --threads {threads} --gpus {resources.gpu}"
+        " {params.judged} --output {output}"
         " > {log} 2>&1"

@@ -17,8 +17,7 @@ import torch
 from .cli import json_option, setup_logging
 from .devices import assign_gpus
 from .io import provenance, read_json, write_json
-from .models import load_causal_lm, load_tokenizer, resolve_device, set_threads
-from .policy import load_policy
+from .models import load_for_inference, load_tokenizer, precision_of, set_threads
 from .records import EVAL_FAILED, OK
 from .reference import reference_path
 from .tasks import get_task
@@ -44,7 +43,7 @@ def judged_metrics(judged: dict) -> dict:
 
 def run_evaluation(task_name: str, task_options: dict, reference_json: Path, heldout: list, seed: int,
                    kl_penalty: float, device_name: str, policy_dir: Path | None, train_record: dict | None,
-                   judged: dict | None = None) -> dict:
+                   judged: dict | None = None, precision: str = "auto") -> dict:
     started = time.monotonic()
     candidate_id = train_record["id"] if train_record else "reference"
     if train_record is not None and train_record["status"] != OK:
@@ -56,11 +55,11 @@ def run_evaluation(task_name: str, task_options: dict, reference_json: Path, hel
                 "wall_seconds": time.monotonic() - started}
     task = get_task(task_name)
     options = task.to_options(task_options)
-    device = resolve_device(device_name)
     model_dir = reference_path(reference_json)
     tokenizer = load_tokenizer(model_dir)
-    reference = load_causal_lm(model_dir, device)
-    policy = reference if policy_dir is None else load_policy(policy_dir, device)
+    reference = load_for_inference(model_dir, device_name, precision)
+    policy = reference if policy_dir is None else load_for_inference(model_dir, device_name, precision, policy_dir)
+    device = policy.device
     broken = [name for name, p in policy.named_parameters() if not torch.isfinite(p).all()]
     if broken:  # a candidate objective can train weights into NaN without its loss ever being non-finite
         return {"id": candidate_id, "status": EVAL_FAILED, "fitness": None, "metrics": {},
@@ -81,7 +80,8 @@ def run_evaluation(task_name: str, task_options: dict, reference_json: Path, hel
     # A task judged by its own target (tldr: win rates) has KL here and no fitness.
     score_value = fitness(metrics, kl_penalty) if "reward" in metrics else None
     return {"id": candidate_id, "status": OK, "fitness": score_value, "metrics": metrics,
-            "error": None, "kl_penalty": kl_penalty, "sampling_seed": seed, "wall_seconds": time.monotonic() - started,
+            "error": None, "kl_penalty": kl_penalty, "sampling_seed": seed, "device": str(device),
+            "precision": precision_of(policy), "wall_seconds": time.monotonic() - started,
             "device_seconds": time.monotonic() - started if device.type == "cuda" else 0.0}
 
 
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kl-penalty", type=float, default=0.0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", help="training.precision: auto, fp32, bf16 or fp16")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--judged", type=Path, default=None, help="MT-Bench scores JSON: its score is the reward")
     parser.add_argument("--gpus", type=int, default=None, help="GPUs of this job, its own (resources.gpu)")
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     train_record = read_json(args.train_record) if args.train_record else None
     judged = read_json(args.judged) if args.judged else None
     record = run_evaluation(args.task, args.options, args.reference, read_json(args.heldout), args.seed,
-                            args.kl_penalty, args.device, args.policy_dir, train_record, judged)
+                            args.kl_penalty, args.device, args.policy_dir, train_record, judged, args.precision)
     record["inputs"] = provenance(args.train_record, args.reference, args.heldout, args.judged)
     write_json(args.output, record)
     log.info("%s: %s, fitness %s", record["id"], record["status"], record["fitness"])

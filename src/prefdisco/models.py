@@ -39,6 +39,44 @@ def load_causal_lm(path: str | Path, device: torch.device, precision: str = "fp3
     return model.to(device)
 
 
+def load_for_inference(model_dir: str | Path, device: str = "auto", precision: str = "auto",
+                       policy_dir: str | Path | None = None):
+    """A model for inference on this device: the reference at ``model_dir``, or the trained policy in
+    ``policy_dir`` over it, on ``device`` in ``precision`` (the config's training.device and training.precision;
+    auto: the GPU when one is visible, in bf16 where it has it, else fp32). Every stage that samples from or
+    scores a model (preferences, evaluate, benchmark answers) loads through here, so they agree; a record reads
+    the placement back from the model (``model.device``, :func:`precision_of`)."""
+    placed = resolve_device(device)
+    resolved = resolve_precision(precision, placed)
+    if policy_dir is None:
+        model = load_causal_lm(model_dir, placed, resolved)
+    else:
+        from .policy import load_policy  # policy.py builds on this module
+
+        model = load_policy(policy_dir, placed, resolved)
+    return model.eval()
+
+
+def precision_of(model) -> str:
+    """The precision name (fp32, bf16, fp16) of a model's weights."""
+    dtype = next(model.parameters()).dtype
+    return next(name for name, d in PRECISIONS.items() if d == dtype)
+
+
+def master_weights_precision(precision: str, processes: int = 1, distributed: str = "deepspeed_zero3") -> str:
+    """The dtype training loads (and keeps) the weights in, for a resolved ``training.precision``.
+
+    fp32, with bf16/fp16 only in the forward (TrainingArguments' autocast): AdamW updating bf16 weights in place
+    rounds away steps of the paper's size (lr 5e-7 moves about 1% of the weights at all). The exception is
+    DeepSpeed over several processes: it keeps its own fp32 master copy of a bf16 model and shards it, so the
+    weights load in the training precision there (a whole fp32 copy per process would need twice the host memory).
+    DDP and FSDP keep no master copy, so they get fp32 weights too.
+    """
+    if processes > 1 and distributed.startswith("deepspeed"):
+        return precision
+    return "fp32"
+
+
 def load_tokenizer(path: str | Path, padding_side: str = "left"):
     from transformers import AutoTokenizer
 

@@ -11,7 +11,14 @@ from pathlib import Path
 from .cli import json_option, setup_logging
 from .devices import assign_gpus
 from .io import read_jsonl, write_jsonl
-from .models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
+from .models import (
+    load_causal_lm,
+    load_tokenizer,
+    master_weights_precision,
+    resolve_device,
+    resolve_precision,
+    set_threads,
+)
 from .reference import reference_path
 from .training import TrainingOptions, compute_reference_logps
 
@@ -34,7 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     options = TrainingOptions(**args.training)
     device = resolve_device(options.device)
     model_dir = reference_path(args.reference)
-    model = load_causal_lm(model_dir, device, resolve_precision(options.precision, device))
+    # The weights and autocast of a one-process training job (compute_reference_logps runs under its autocast),
+    # so that at step 0 the policy's log-probs equal these.
+    model = load_causal_lm(model_dir, device, master_weights_precision(resolve_precision(options.precision, device)))
     tokenizer = load_tokenizer(model_dir)
     with tempfile.TemporaryDirectory() as scratch:
         records = compute_reference_logps(model, tokenizer, read_jsonl(args.pairs), options, Path(scratch))

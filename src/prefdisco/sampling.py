@@ -18,6 +18,16 @@ class Completion:
     text: str  # the decoded completion, special tokens removed
 
 
+def encode_prompts(tokenizer, prompts: list[str], rendered_chat: bool):
+    """A batch of prompts as padded tensors, the one way every stage that generates tokenises them.
+
+    A prompt rendered by a chat template already holds every special token the model expects, BOS included where
+    the template emits one (zephyr-7b-gemma's does): the tokenizer must add none, or BOS comes twice. TRL
+    tokenises conversational training pairs the same way. Plain-text prompts get the tokenizer's own special tokens.
+    """
+    return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not rendered_chat)
+
+
 @torch.no_grad()
 def sample_completions(
     model,
@@ -29,10 +39,12 @@ def sample_completions(
     temperature: float = 1.0,
     top_k: int = 0,
     batch_size: int = 32,
+    rendered_chat: bool = False,
 ) -> list[Completion]:
     """Sample ``samples_per_prompt`` completions of every prompt, in prompt order.
 
     Each batch is seeded from ``seed`` and its index, so a run is reproducible for a given batch size.
+    ``rendered_chat``: the prompts were rendered by the model's chat template (see :func:`encode_prompts`).
     """
     model.eval()
     device = next(model.parameters()).device
@@ -40,7 +52,7 @@ def sample_completions(
     completions: list[Completion] = []
     for batch_index, start in enumerate(range(0, len(jobs), batch_size)):
         batch = jobs[start : start + batch_size]
-        encoded = tokenizer([p for _, p in batch], return_tensors="pt", padding=True).to(device)
+        encoded = encode_prompts(tokenizer, [p for _, p in batch], rendered_chat).to(device)
         torch.manual_seed(seed * 1_000_003 + batch_index)
         output = model.generate(
             **encoded,

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 Record = Mapping[str, Any]
 
+# Our IPO is the paper's form; TRL's built-in IPO is not, and a reader comparing the two must know.
+IPO_NOTE = ("Baseline note: IPO here regresses the summed log-ratio margin (the paper's form); TRL >= 0.9's IPO "
+            "normalises it per token, so the two are different objectives at the same beta.")
 FAILED_STATUSES = FAILED
 # Order of the unranked rows at the bottom of the table: closest to a result first.
 _UNRANKED_ORDER = {OK: 0, EVAL_FAILED: 1, TRAIN_FAILED: 2, DUPLICATE: 3, INVALID: 4}
@@ -276,8 +279,11 @@ def write_summary(
                         f"difference to {control} of {planned['value']:.4f} (80% power, 5% level; from the control's "
                         f"seed SD {planned['seed_sd']:.4f} and residual SD {planned['residual_sd']:.4f}).")
         opening += "\n\n"
+    notes = [usage] if usage else []
+    if any(r.get("library_name") == "ipo" for r in records):
+        notes.append(IPO_NOTE)
     markdown = ("# Discovery run summary\n\n" + opening + run_summary_line(records, reference) + "\n\n"
-                + (usage + "\n\n" if usage else "") + markdown_table(table))
+                + "".join(note + "\n\n" for note in notes) + markdown_table(table))
     write_text(markdown_path, markdown)
     log.info("wrote summary of %d candidates to %s and %s", len(table), csv_path, markdown_path)
     return table

@@ -23,7 +23,14 @@ from .cli import json_option, setup_logging
 from .devices import assign_gpus
 from .io import provenance, read_json, read_jsonl, write_json
 from .launch import is_main_process, launched, relaunch, world_size
-from .models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
+from .models import (
+    load_causal_lm,
+    load_tokenizer,
+    master_weights_precision,
+    resolve_device,
+    resolve_precision,
+    set_threads,
+)
 from .policy import save_policy
 from .records import OK, TRAIN_FAILED
 from .reference import reference_path
@@ -32,6 +39,7 @@ from .training import (
     CandidateError,
     TrainingOptions,
     attach_reference_logps,
+    batching_record,
     summarise_history,
     train_objective,
     trainable_parameter_names,
@@ -55,10 +63,13 @@ def run_training(objective_spec: dict, reference_json: Path, pairs: list[dict], 
     model_dir = reference_path(reference_json)
     # With several processes the trainer places (or shards) the model itself: each process loading onto "cuda"
     # would put every copy on the first device.
-    model = load_causal_lm(model_dir, torch.device("cpu") if processes > 1 else device, precision)
+    weights = master_weights_precision(precision, processes, options.distributed)
+    record["master_weights"] = weights
+    model = load_causal_lm(model_dir, torch.device("cpu") if processes > 1 else device, weights)
     trained_names = trainable_parameter_names(model, options.trainable_layers)  # before any wrapper renames them
     tokenizer = load_tokenizer(model_dir)
     dataset = attach_reference_logps(pairs, reference_logps)
+    record["batching"] = batching_record(len(dataset), options.batch_size, processes)
     with tempfile.TemporaryDirectory() as scratch:
         try:
             trainer, history = train_objective(model, tokenizer, dataset, objective, options, Path(scratch))

@@ -219,6 +219,13 @@ def dpo_config(options: TrainingOptions, output_dir: Path, threads: int | None =
         save_strategy="no",
         report_to="none",
         dataloader_num_workers=0,
+        # Every batch a candidate sees holds batch_size pairs: a short trailing batch (one pair, say) makes batch
+        # statistics (std, var) NaN or wild, so an objective like AQFL "failed" or not by pair count mod batch
+        # size. Dropped rather than merged into the previous batch: a merged batch of up to 2x the configured
+        # size could exceed the memory the batch size was chosen for, and dropping is the data loader's own path
+        # (also across processes). The loss is under one batch per epoch, and as the data order is seeded by
+        # training.seed it is the same pairs for every candidate of a run; train.json records the count.
+        dataloader_drop_last=True,
         disable_tqdm=True,
         # Only named when on: transformers 5 renamed the option and warns about the old name.
         **({"gradient_checkpointing": True} if options.gradient_checkpointing else {}),
@@ -259,6 +266,16 @@ def _decoder_layers(model):
     raise ValueError(f"cannot find the decoder layers of {type(model).__name__} to apply training.trainable_layers")
 
 
+def prompt_token_count(tokenizer, prompt: str | list[dict]) -> int:
+    """Tokens of a pair's prompt as TRL's DPOTrainer counts them when it drops pairs whose prompt alone reaches
+    max_length: a conversation through the chat template with the generation prompt, text through the tokenizer
+    with its special tokens."""
+    if isinstance(prompt, list):
+        return len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True,
+                                                 return_dict=True)["input_ids"])
+    return len(tokenizer(prompt)["input_ids"])
+
+
 def attach_reference_logps(pairs: list[dict], reference_logps: list[dict]) -> Dataset:
     """The training dataset: preference pairs with their precomputed reference log-probs, matched by pair id."""
     by_id = {r["pair_id"]: r for r in reference_logps}
@@ -280,11 +297,14 @@ def compute_reference_logps(model, tokenizer, pairs: list[dict], options: Traini
     options = replace(options, eval_pairs=0)  # no training here: an evaluation schedule would want an eval set
     trainer = ObjectiveDPOTrainer(model=model, args=dpo_config(options, scratch_dir), train_dataset=dataset,
                                   processing_class=tokenizer, objective=None)
-    chosen, rejected = trainer.reference_logps(options.batch_size)
+    with trainer.accelerator.autocast():  # training's mixed precision (bf16/fp16 forward), so step 0 matches
+        chosen, rejected = trainer.reference_logps(options.batch_size)
     pair_ids = trainer.train_dataset["pair_id"]
-    dropped = len(pairs) - len(pair_ids)
-    if dropped:
-        log.warning("%d pairs dropped by truncation at max_length=%d", dropped, options.max_length)
+    dropped = sorted(set(p["pair_id"] for p in pairs) - set(pair_ids))
+    if dropped:  # every training job would drop them too, and then find no reference log-probs for them
+        raise ValueError(f"{len(dropped)} pairs ({', '.join(dropped[:5])}) have a prompt of at least "
+                         f"training.max_length={options.max_length} tokens: the preferences stage drops those; "
+                         "rebuild the preference data with this training.max_length")
     return [{"pair_id": i, "ref_chosen_logps": c, "ref_rejected_logps": r} for i, c, r in zip(pair_ids, chosen, rejected)]
 
 
@@ -302,7 +322,12 @@ def train_objective(model, tokenizer, dataset: Dataset, objective: Callable, opt
             raise ValueError(f"training.eval_pairs={options.eval_pairs} leaves none of the {len(dataset)} pairs to train on")
         cut = len(dataset) - options.eval_pairs
         dataset, eval_dataset = dataset.select(range(cut)), dataset.select(range(cut, len(dataset)))
-    trainer = ObjectiveDPOTrainer(model=model, args=dpo_config(options, scratch_dir), train_dataset=dataset,
+    config = dpo_config(options, scratch_dir)
+    per_step = options.batch_size * config.world_size
+    if len(dataset) < per_step:  # with short batches dropped, there would be no step at all
+        raise ValueError(f"training.batch_size={options.batch_size} x {config.world_size} process(es) needs at least "
+                         f"{per_step} preference pairs; the dataset has {len(dataset)}")
+    trainer = ObjectiveDPOTrainer(model=model, args=config, train_dataset=dataset,
                                   eval_dataset=eval_dataset, processing_class=tokenizer, objective=objective,
                                   objective_timeout=options.objective_timeout_seconds)
     trainer.train()
@@ -314,14 +339,40 @@ def train_objective(model, tokenizer, dataset: Dataset, objective: Callable, opt
     return trainer, history
 
 
+def batching_record(n_pairs: int, batch_size: int, processes: int) -> dict:
+    """What train.json says about batching: the short trailing batch of each epoch is dropped (see dpo_config)."""
+    per_step = batch_size * processes
+    return {"short_batch": "dropped", "pairs": n_pairs, "pairs_per_step": per_step,
+            "dropped_pairs_per_epoch": n_pairs % per_step}
+
+
 def summarise_history(history: list[dict]) -> dict:
-    """The last logged value of each training metric, plus the step count."""
-    summary: dict = {}
-    for entry in history:
+    """train.json's ``metrics`` (and the archive's ``training``): the mean over the epoch's logged training steps of
+    each per-step metric (loss, grad_norm, rewards/*, logps/*), with the step count and the runtime.
+
+    One step's values are one batch (a handful of pairs on a CPU run): too noisy to describe a run. The whole
+    per-step log stays in train.json's ``history``. A value that was not finite (logged as None) is left out of
+    its mean; ``non_finite`` counts those per metric.
+    """
+    steps = [entry for entry in history if "loss" in entry]  # training steps; eval entries log "eval_*" keys
+    values: dict[str, list] = {}
+    for entry in steps:
         for key, value in entry.items():
-            if key in ("loss", "grad_norm", "learning_rate", "epoch") or key.startswith(("rewards/", "logps/")):
-                summary[key] = value
-            if key in ("train_runtime", "train_loss", "train_samples_per_second"):
-                summary[key] = value
+            if key in ("loss", "grad_norm") or key.startswith(("rewards/", "logps/")):
+                values.setdefault(key, []).append(value)
+    summary: dict = {}
+    non_finite = {}
+    for key, series in values.items():
+        finite = [float(v) for v in series if v is not None and math.isfinite(v)]
+        summary[key] = math.fsum(finite) / len(finite) if finite else None
+        if len(finite) < len(series):
+            non_finite[key] = len(series) - len(finite)
+    summary["logged_steps"] = len(steps)
     summary["steps"] = max((e.get("step", 0) for e in history), default=0)
+    summary["epoch"] = max((e.get("epoch", 0) for e in history), default=0)
+    final = next((e for e in reversed(history) if "train_runtime" in e), {})
+    for key in ("train_runtime", "train_samples_per_second"):
+        summary[key] = final.get(key)
+    if non_finite:
+        summary["non_finite"] = non_finite
     return summary

@@ -30,10 +30,10 @@ from ..cli import json_option, setup_logging
 from ..io import read_json, write_json, write_jsonl
 from ..devices import assign_gpus
 from ..options import options_from
-from ..models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
-from ..policy import load_policy
+from ..models import load_for_inference, load_tokenizer, precision_of, set_threads
 from ..records import EVAL_FAILED, OK
 from ..reference import reference_path
+from ..sampling import encode_prompts
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def generate_replies(model, tokenizer, conversations: list[list[dict]], temperat
         for start in range(0, len(indices), batch_size):
             batch = indices[start : start + batch_size]
             prompts = [render_chat(tokenizer, conversations[i]) for i in batch]
-            encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            encoded = encode_prompts(tokenizer, prompts, rendered_chat=True).to(device)
             torch.manual_seed(seed * 1_000_003 + batch_number)
             batch_number += 1
             sampling = ({"do_sample": True, "temperature": temperature} if temperature >= GREEDY_BELOW
@@ -174,12 +174,10 @@ def run_answers(benchmark: str, reference_json: Path, policy_dir: Path | None, t
     if train_record is not None and train_record.get("status") != OK:
         record.update(status=train_record.get("status"), error=train_record.get("error"), wall_seconds=0.0)
         return [], record
-    device = resolve_device(device_name)
-    precision = resolve_precision(precision, device)
     model_dir = reference_path(reference_json)
     tokenizer = load_tokenizer(model_dir)
-    model = (load_causal_lm(model_dir, device, precision) if policy_dir is None
-             else load_policy(policy_dir, device, precision))
+    model = load_for_inference(model_dir, device_name, precision, policy_dir)
+    device, precision = model.device, precision_of(model)
     broken = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if broken:
         record.update(status=EVAL_FAILED, wall_seconds=time.monotonic() - started,

@@ -111,7 +111,7 @@ def score(policy, reference, tokenizer, heldout: list[list[dict]], options: Chat
                for messages in heldout]
     completions = sample_completions(policy, tokenizer, prompts, options.eval_samples_per_prompt,
                                      options.max_new_tokens, seed=seed, temperature=1.0, top_k=0,
-                                     batch_size=options.batch_size)
+                                     batch_size=options.batch_size, rendered_chat=True)
     kls = sampled_kl(policy, reference, tokenizer, completions, options.batch_size)
     kl, kl_sem = mean_and_sem_by_prompt(completions, kls)
     per_prompt = {"kl": per_prompt_means([c.prompt_index for c in completions], kls, len(heldout))}
