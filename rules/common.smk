@@ -10,6 +10,7 @@ validate(config, schema="../src/prefdisco/schemas/config.schema.yaml")
 
 RUN = config["run"]
 GENERATIONS = config["discovery"]["generations"]
+FAMILY = config.get("family", "preference")  # the objective family (src/prefdisco/families)
 
 
 wildcard_constraints:
@@ -22,6 +23,11 @@ wildcard_constraints:
 def as_json(value):
     """A config section as compact JSON: one shell argument once quoted with {params.name:q}."""
     return json.dumps(value, separators=(",", ":"))
+
+
+def beta_argument():
+    """The run's beta for validation: preference objectives have one, classification objectives none."""
+    return f"--beta {config['training']['beta']}" if FAMILY == "preference" else ""
 
 
 def training_options():
