@@ -17,7 +17,7 @@ wildcard_constraints:
     run=r"[A-Za-z0-9_.-]+",
     g=r"\d+",
     k=r"\d+",
-    unit=r"gen\d+/cand\d+|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+",
+    unit=r"gen\d+/cand\d+|experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+|transfer/[a-z0-9]+/[A-Za-z0-9_-]+/seed\d+",
 
 
 def as_json(value):
@@ -106,6 +106,8 @@ def experiment_targets():
 
 def all_targets():
     final = f"results/{RUN}"
+    if FAMILY == "classification":
+        return classification_targets()
     return [
         f"{final}/gen{GENERATIONS}/archive.jsonl",
         f"{final}/summary.csv",
@@ -121,7 +123,7 @@ def all_targets():
 BENCHMARKS = config.get("benchmarks", {})
 MT_BENCH = BENCHMARKS.get("mt_bench", {})
 ALPACA_EVAL = BENCHMARKS.get("alpaca_eval", {})
-MT_BENCH_FITNESS = config["fitness"].get("benchmark", "task") == "mt_bench"
+MT_BENCH_FITNESS = config.get("fitness", {}).get("benchmark", "task") == "mt_bench"
 ALPACA_EVAL_HELD_OUT = ALPACA_EVAL.get("held_out", False)
 JUDGE_CACHE = config["llm_cache"]  # the proposer's too: one content-addressed cache of LLM replies
 # what a benchmark answers: the reference itself, a discovery candidate or a fixed experiment
@@ -198,3 +200,34 @@ def alpaca_eval_metrics(wildcards):
 def alpaca_eval_reference_outputs(wildcards):
     """The SFT reference's outputs, when a model is compared with them."""
     return [f"results/{wildcards.run}/reference/alpaca_eval/model_outputs.json"] if wildcards.reference == "sft" else []
+
+
+# --- the classification family (rules/classification.smk) ------------------------------------------------------------
+
+CLASSIFICATION = config.get("classification", {})
+TRANSFER = CLASSIFICATION.get("transfer", {})
+
+
+def classification_targets():
+    """The final archive, the transfer table and Fig. 2 (left and right)."""
+    final = f"results/{RUN}"
+    return [f"{final}/gen{GENERATIONS}/archive.jsonl", f"{final}/transfer.csv",
+            f"{final}/figures/fig2_left.png", f"{final}/figures/fig2_right.png"]
+
+
+def classification_data_source():
+    """Where CIFAR-10 is read from (or downloaded to); digits need nothing."""
+    if CLASSIFICATION.get("dataset") != "cifar10":
+        return ""
+    root = CLASSIFICATION.get("data_dir") or "data/cifar10"
+    url = f" --url {CLASSIFICATION['url']}" if CLASSIFICATION.get("url") else ""
+    md5 = f" --md5 {CLASSIFICATION['md5']}" if CLASSIFICATION.get("md5") else ""
+    return f"--root {root}{url}{md5}"
+
+
+def transfer_evaluations(wildcards):
+    """Every transfer unit's eval.json: the selection (a checkpoint) x transfer models x seeds."""
+    with open(checkpoints.transfer_selection.get(run=wildcards.run).output[0]) as handle:
+        keys = [entry["key"] for entry in json.load(handle)]
+    return [f"results/{wildcards.run}/transfer/{model}/{key}/seed{seed}/eval.json"
+            for model in TRANSFER["models"] for key in keys for seed in TRANSFER["seeds"]]
