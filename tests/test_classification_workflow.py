@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,9 +75,24 @@ def test_digits_preset_end_to_end_and_extension_recomputes_nothing(tmp_path):
 
 
 def test_cifar10_paper_preset_plans_the_paper_jobs(tmp_path):
-    result = snakemake(tmp_path, REPO / "configs" / "paper" / "cifar10.yaml", "-n", "--quiet", "rules")
-    lines = result.stdout
-    config = yaml.safe_load((REPO / "configs" / "paper" / "cifar10.yaml").read_text())
+    preset = REPO / "configs" / "paper" / "cifar10.yaml"
+    config = yaml.safe_load(preset.read_text())
+    assert config["classification"]["training"]["model"] == "resnet18"
+    assert config["discovery"]["proposer"]["options"]["model"] == "gpt-4"
+    plan = snakemake(tmp_path, preset, "-n").stdout
     generations = config["discovery"]["generations"]
-    assert f"propose {generations + 1}" in " ".join(lines.split()) or "propose" in lines
-    assert "classification_data" in lines and "validate" in lines
+    for rule in ("propose", "validate", "archive"):  # one per generation, the seed archive included
+        assert re.search(rf"^{rule}\s+{generations + 1}$", plan, re.MULTILINE), plan[-2000:]
+    assert f"results/cifar10_paper/gen{generations}/archive.jsonl" in plan
+    assert "classification_figures" in plan and "transfer_selection" in plan
+    # a transfer unit: the final archive's selection, retrained for 100 epochs on one GPU of its own
+    unit = "results/cifar10_paper/transfer/efficientnetb0/cross_entropy/seed2/eval.json"
+    plan = snakemake(tmp_path, preset, "-n", unit).stdout
+    train = plan[plan.index("rule classification_train:"):]
+    train = train[:train.index("rule classification_evaluate")]
+    assert "unit=transfer/efficientnetb0/cross_entropy/seed2" in train
+    assert "gpu=1" in train and "mem_mb=32000" in train and "runtime=240" in train
+    assert "rule classification_data:" in plan and f"gen{generations}/archive.jsonl" in plan
+    # the dataset comes through the real download code into the configured folder
+    data = plan[plan.index("rule classification_data:"):]
+    assert "results/cifar10_paper/data/classification.pt" in data
