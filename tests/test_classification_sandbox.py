@@ -172,3 +172,17 @@ def test_focal_genome_is_the_library_focal_loss():
     x = torch.linspace(-6.0, 0.0, 13)
     focal = evaluate_genome(get_family("classification").expression_space.library_genomes["focal"], x)
     assert torch.allclose(focal, -((1 - x.exp()) ** 2) * x)
+
+
+def test_the_llm_prompt_describes_the_family_s_contract_with_the_paper_s_protocol():
+    from prefdisco.proposers.prompts import build_messages
+
+    family = get_family("classification")
+    messages = build_messages([], 1, 0, [], system_prompt=family.system_prompt)
+    system = messages[0]["content"]
+    assert "def <your_function_name>(logits, targets):" in system and "There is no self." in system
+    assert '{"thought": ' in system and "validation" in system
+    assert "preference" not in system.lower()
+    seeds = __import__("prefdisco.propose", fromlist=["seed_proposals"]).seed_proposals(
+        list(family.seed_objectives), family)
+    assert [p["genome"] is not None for p in seeds] == [True, False, True]  # label smoothing is code, not a genome
