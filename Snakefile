@@ -15,15 +15,24 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
-include: "rules/reference.smk"
-include: "rules/data.smk"
 include: "rules/discovery.smk"
-include: "rules/train_evaluate.smk"
-include: "rules/experiments.smk"
-include: "rules/cascade.smk"
-include: "rules/outputs.smk"
-include: "rules/judging.smk"
-include: "rules/paper.smk"
+
+
+# The objective family decides how a unit is trained and scored (src/prefdisco/families).
+if FAMILY == "classification":
+
+    include: "rules/classification.smk"
+
+else:
+
+    include: "rules/reference.smk"
+    include: "rules/data.smk"
+    include: "rules/train_evaluate.smk"
+    include: "rules/experiments.smk"
+    include: "rules/cascade.smk"
+    include: "rules/outputs.smk"
+    include: "rules/judging.smk"
+    include: "rules/paper.smk"
 
 
 rule all:

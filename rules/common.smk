@@ -29,6 +29,7 @@ if config_problems := config_errors(config):
 
 RUN = config["run"]
 GENERATIONS = config["discovery"]["generations"]
+FAMILY = config["family"]  # the objective family (src/prefdisco/families)
 
 
 wildcard_constraints:
@@ -42,6 +43,11 @@ wildcard_constraints:
 def as_json(value):
     """A config section as compact JSON: one shell argument once quoted with {params.name:q}."""
     return json.dumps(value, separators=(",", ":"))
+
+
+def beta_argument():
+    """The run's beta for validation: preference objectives have one, classification objectives none."""
+    return f"--beta {config['training']['beta']}" if FAMILY == "preference" else ""
 
 
 def training_options():
@@ -119,6 +125,8 @@ def experiment_targets():
 
 def all_targets():
     final = f"results/{RUN}"
+    if FAMILY == "classification":
+        return classification_targets()
     return [
         f"{final}/gen{GENERATIONS}/archive.jsonl",
         f"{final}/summary.csv",
@@ -134,7 +142,7 @@ def all_targets():
 BENCHMARKS = config["benchmarks"]
 MT_BENCH = BENCHMARKS["mt_bench"]
 ALPACA_EVAL = BENCHMARKS["alpaca_eval"]
-MT_BENCH_FITNESS = config["fitness"]["benchmark"] == "mt_bench"
+MT_BENCH_FITNESS = FAMILY == "preference" and config["fitness"]["benchmark"] == "mt_bench"
 ALPACA_EVAL_HELD_OUT = ALPACA_EVAL["held_out"]
 JUDGE_CACHE = config["llm_cache"]  # the proposer's too: one content-addressed cache of LLM replies
 # what a benchmark answers: the reference itself, a discovery candidate or a fixed experiment
@@ -215,9 +223,11 @@ def alpaca_eval_reference_outputs(wildcards):
 
 # --- noise-aware fitness: the control, the cascade and the final archive (rules/cascade.smk) ------------------------
 
-CONTROL = config["fitness"]["control"]
-SEEDS = config["fitness"]["seeds"]  # of a promoted candidate
-CONTROL_SEEDS = config["fitness"]["control_seeds"]  # that the search's one-seed intervals borrow from
+# (preference family only: classification runs have no fitness section and no cascade)
+FITNESS = config["fitness"] if FAMILY == "preference" else {"control": None, "seeds": 1, "control_seeds": 0}
+CONTROL = FITNESS["control"]
+SEEDS = FITNESS["seeds"]  # of a promoted candidate
+CONTROL_SEEDS = FITNESS["control_seeds"]  # that the search's one-seed intervals borrow from
 FIRST_SEED = config["seed"]  # the training seed of a candidate's first unit
 
 
@@ -229,6 +239,13 @@ def control_unit(run, s):
     if s == 0 and CONTROL in seeds:
         return f"results/{run}/gen0/cand{seeds.index(CONTROL)}"
     return f"results/{run}/experiments/control/{CONTROL}/beta{config['training']['beta']}/seed{FIRST_SEED + s}"
+
+
+def control_arguments():
+    """How the archive compares with the control (none for a family without one)."""
+    if CONTROL is None:
+        return ""
+    return f"--control-name {CONTROL} --kl-penalty {config['fitness']['kl_penalty']} --first-seed {FIRST_SEED}"
 
 
 def control_evaluations(count):
@@ -330,3 +347,34 @@ def tldr_metrics(wildcards):
     references = BENCHMARKS["tldr"]["references"]
     return [f"results/{wildcards.run}/{unit}/tldr/{reference}/metrics.json"
             for unit in paper_units(grid["objectives"]) for reference in references]
+
+
+# --- the classification family (rules/classification.smk) ------------------------------------------------------------
+
+CLASSIFICATION = config.get("classification", {})
+TRANSFER = CLASSIFICATION.get("transfer", {})
+
+
+def classification_targets():
+    """The final archive, the transfer table and Fig. 2 (left and right)."""
+    final = f"results/{RUN}"
+    return [f"{final}/gen{GENERATIONS}/archive.jsonl", f"{final}/transfer.csv",
+            f"{final}/figures/fig2_left.png", f"{final}/figures/fig2_right.png"]
+
+
+def classification_data_source():
+    """Where CIFAR-10 is read from (or downloaded to); digits need nothing."""
+    if CLASSIFICATION.get("dataset") != "cifar10":
+        return ""
+    root = CLASSIFICATION.get("data_dir") or "data/cifar10"
+    url = f" --url {CLASSIFICATION['url']}" if CLASSIFICATION.get("url") else ""
+    md5 = f" --md5 {CLASSIFICATION['md5']}" if CLASSIFICATION.get("md5") else ""
+    return f"--root {root}{url}{md5}"
+
+
+def transfer_evaluations(wildcards):
+    """Every transfer unit's eval.json: the selection (a checkpoint) x transfer models x seeds."""
+    with open(checkpoints.transfer_selection.get(run=wildcards.run).output[0]) as handle:
+        keys = [entry["key"] for entry in json.load(handle)]
+    return [f"results/{wildcards.run}/transfer/{model}/{key}/seed{seed}/eval.json"
+            for model in TRANSFER["models"] for key in keys for seed in TRANSFER["seeds"]]

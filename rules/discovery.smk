@@ -16,6 +16,7 @@ rule propose:
         transcripts=directory("results/{run}/gen{g}/transcripts"),
     params:
         archive=lambda wildcards, input: f"--archive {input[0]}" if input else "",
+        family=FAMILY,
         seed_objectives=" ".join(config["discovery"]["seed_objectives"]),
         population=config["discovery"]["population"],
         backend=config["discovery"]["proposer"]["backend"],
@@ -29,7 +30,7 @@ rule propose:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.propose --generation {wildcards.g} {params.archive}"
+        "python -m prefdisco.propose --generation {wildcards.g} {params.archive} --family {params.family}"
         " --seed-objectives {params.seed_objectives} --population {params.population}"
         " --backend {params.backend} --backend-options {params.options:q} --seed {params.seed}"
         " --transcripts {output.transcripts} --cache {params.cache:q} --output {output.proposals} > {log} 2>&1"
@@ -43,7 +44,8 @@ checkpoint validate:
         "results/{run}/gen{g}/validation.json",
     params:
         archive=lambda wildcards, input: f"--archive {input.archive}" if input.archive else "",
-        beta=config["training"]["beta"],
+        family=FAMILY,
+        beta=beta_argument(),
         cpu_seconds=config["sandbox"]["cpu_seconds"],
         memory_mb=config["sandbox"]["memory_mb"],
         wall_seconds=config["sandbox"]["wall_seconds"],
@@ -57,7 +59,7 @@ checkpoint validate:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.validate --proposals {input.proposals} {params.archive} --beta {params.beta}"
+        "python -m prefdisco.validate --proposals {input.proposals} {params.archive} --family {params.family} {params.beta}"
         " --cpu-seconds {params.cpu_seconds} --memory-mb {params.memory_mb} --wall-seconds {params.wall_seconds}"
         " --output {output} > {log} 2>&1"
 
@@ -91,7 +93,7 @@ rule archive:
         "results/{run}/gen{g}/archive.jsonl",
     params:
         previous=lambda wildcards, input: f"--previous {input.previous}" if input.previous else "",
-        control=f"--control-name {CONTROL} --kl-penalty {config['fitness']['kl_penalty']} --first-seed {FIRST_SEED}",
+        control=control_arguments(),
     log:
         "results/{run}/logs/gen{g}/archive.log",
     conda:

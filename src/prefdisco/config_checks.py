@@ -25,16 +25,18 @@ def config_errors(config: dict[str, Any], workdir: Path | None = None) -> list[s
     """Every problem of ``config`` (already validated against the schema), as messages naming the key."""
     workdir = Path.cwd() if workdir is None else Path(workdir)
     errors = []
-    source = config["reference"]["source"]
-    if looks_local(source) and not (workdir / Path(source).expanduser()).exists():
-        errors.append(f"reference.source: {source!r} looks like a local model folder but does not exist "
-                      f"(relative paths are taken from {workdir})")
     proposer = config["discovery"]["proposer"]
     if proposer["backend"] == "replay":
         transcript = proposer["options"]["transcript"]
         if transcript != PAPER_TRANSCRIPT and not (workdir / Path(transcript).expanduser()).is_file():
             errors.append(f"discovery.proposer.options.transcript: {transcript!r} does not exist "
                           f"(a JSON/JSONL transcript or archive, or 'paper' for the bundled one)")
+    if config["family"] != "preference":  # classification: no reference model, no preference training
+        return errors
+    source = config["reference"]["source"]
+    if looks_local(source) and not (workdir / Path(source).expanduser()).exists():
+        errors.append(f"reference.source: {source!r} looks like a local model folder but does not exist "
+                      f"(relative paths are taken from {workdir})")
     layers = config["training"]["trainable_layers"]
     if layers is not None and not errors:
         count = layer_count(source, config["reference"]["revision"], workdir)

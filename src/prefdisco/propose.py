@@ -13,8 +13,9 @@ from dataclasses import fields
 from pathlib import Path
 
 from .cli import json_option, setup_logging
+from .families import FAMILY_NAMES, Family, get_family
 from .io import provenance, read_jsonl, sha256_text, write_json
-from .objectives import LIBRARY, function_name, library_source
+from .objectives import function_name
 from .options import options_from
 from .records import Proposal, proposal
 
@@ -25,27 +26,29 @@ LLM_BACKENDS = ("openai", "transformers")
 BACKENDS = ("evolution", "replay", *LLM_BACKENDS)
 
 
-def seed_proposals(objective_names: list[str]) -> list[Proposal]:
-    from .proposers.evolution import LIBRARY_GENOMES
-
+def seed_proposals(objective_names: list[str], family: Family | None = None) -> list[Proposal]:
+    family = family or get_family(None)
     proposals = []
     for k, name in enumerate(objective_names):
-        code = library_source(name)
+        code = family.library_source(name)
         proposals.append(proposal(
             0, k, name=function_name(code), library_name=name, thought=f"Seed archive: the library objective {name}.",
-            code=code, genome=LIBRARY_GENOMES.get(name),
+            code=code, genome=family.expression_space.library_genomes.get(name),
             proposer={"backend": "seed", "model": None, "temperature": None, "seed": None}))
     return proposals
 
 
 def propose(generation: int, archive: list[dict], population: int, backend: str, seed: int, options: dict,
-            transcript_dir: Path | None = None, cache_dir: Path | None = None) -> list[dict]:
+            transcript_dir: Path | None = None, cache_dir: Path | None = None, family: Family | None = None) -> list[dict]:
     """Generation ``generation``'s proposals from ``backend``; LLM backends write one transcript per candidate into
-    ``transcript_dir`` and keep their replies in the reply cache under ``cache_dir``."""
+    ``transcript_dir`` and keep their replies in the reply cache under ``cache_dir``. ``family`` (default:
+    preference) supplies the evolutionary expression space and the LLM's task description."""
+    family = family or get_family(None)
     if backend == "evolution":
         from .proposers.evolution import EvolutionOptions, propose_evolution
 
-        return propose_evolution(archive, generation, population, seed, options_from(EvolutionOptions, options, OPTIONS_KEY))
+        return propose_evolution(archive, generation, population, seed, options_from(EvolutionOptions, options, OPTIONS_KEY),
+                                 family.expression_space)
     if backend == "replay":
         from .proposers.replay import propose_replay
 
@@ -72,7 +75,7 @@ def propose(generation: int, archive: list[dict], population: int, backend: str,
             chat = LocalChat(options_from(LocalModelOptions, model_options, OPTIONS_KEY), cache)
         if transcript_dir is None:
             raise ValueError(f"the {backend} proposer needs a transcript folder")
-        return propose_llm(chat, archive, generation, population, seed, protocol, transcript_dir)
+        return propose_llm(chat, archive, generation, population, seed, protocol, transcript_dir, family.system_prompt)
     raise ValueError(f"discovery.proposer.backend: {backend!r} is not one of {', '.join(BACKENDS)}")
 
 
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generation", type=int, required=True)
     parser.add_argument("--archive", type=Path, default=None, help="archive of the previous generation")
+    parser.add_argument("--family", default="preference", choices=FAMILY_NAMES, help="objective family (config key family)")
     parser.add_argument("--seed-objectives", nargs="*", default=[], help="generation 0: library objective names")
     parser.add_argument("--population", type=int, default=0)
     parser.add_argument("--backend", default="evolution")
@@ -102,17 +106,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
 
+    family = get_family(args.family)
     if args.generation == 0:
-        unknown = [n for n in args.seed_objectives if n not in LIBRARY]
+        unknown = [n for n in args.seed_objectives if n not in family.library]
         if unknown:
-            parser.error(f"discovery.seed_objectives: unknown {unknown}; the library holds {', '.join(LIBRARY)}")
-        proposals = seed_proposals(args.seed_objectives)
+            parser.error(f"discovery.seed_objectives: unknown {unknown}; the {family.name} library holds "
+                         f"{', '.join(family.library)}")
+        proposals = seed_proposals(args.seed_objectives, family)
     else:
         if args.archive is None:
             parser.error(f"generation {args.generation} needs --archive (the archive of generation {args.generation - 1})")
         try:
             proposals = propose(args.generation, read_jsonl(args.archive), args.population, args.backend, args.seed,
-                                args.backend_options, args.transcripts, args.cache)
+                                args.backend_options, args.transcripts, args.cache, family)
         except (ValueError, FileNotFoundError) as error:
             parser.error(str(error))
     transcript = args.backend_options.get("transcript") if args.backend == "replay" and args.generation else None

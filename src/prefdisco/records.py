@@ -26,7 +26,8 @@ CANDIDATE_ID = re.compile(r"g(\d+)-k(\d+)")
 # The {unit} wildcard of the train -> evaluate chain: a discovery candidate's folder or a fixed experiment's.
 CANDIDATE_UNIT_PATTERN = r"gen\d+/cand\d+(?:/seed\d+)?"  # a replica seed of a promoted candidate: /seed<s>
 EXPERIMENT_UNIT_PATTERN = r"experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+"
-UNIT_PATTERN = f"{CANDIDATE_UNIT_PATTERN}|{EXPERIMENT_UNIT_PATTERN}"
+TRANSFER_UNIT_PATTERN = r"transfer/[a-z0-9]+/[A-Za-z0-9_-]+/seed\d+"  # classification: a selected loss on another model
+UNIT_PATTERN = f"{CANDIDATE_UNIT_PATTERN}|{EXPERIMENT_UNIT_PATTERN}|{TRANSFER_UNIT_PATTERN}"
 
 
 def candidate_id(generation: int, candidate: int) -> str:

@@ -1,7 +1,7 @@
 """Validate proposed objective programs in the sandbox and flag behavioural duplicates.
 
-    python -m prefdisco.validate --proposals proposals.json [--archive archive.jsonl] --beta 0.1 \\
-        --output validation.json [--cpu-seconds 10] [--memory-mb 4096] [--wall-seconds 30]
+    python -m prefdisco.validate --proposals proposals.json [--archive archive.jsonl] [--family preference] \\
+        --beta 0.1 --output validation.json [--cpu-seconds 10] [--memory-mb 4096] [--wall-seconds 30]
 
 The proposals file is a JSON list of proposal records (at least "id" and "code"); the archive, when given,
 is JSONL of earlier records carrying "id", "fingerprint" and "status". The output is a JSON list with one
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prefdisco.families import FAMILY_NAMES
 from prefdisco.io import provenance, read_json, read_jsonl, write_json
 from prefdisco.sandbox.checks import CHECK_NAMES, empty_result
 from prefdisco.sandbox.runner import SandboxLimits, validate_programs
@@ -25,9 +26,10 @@ log = logging.getLogger("prefdisco.validate")
 
 
 def validate_proposals(
-    proposals: list[dict[str, Any]], archive: list[dict[str, Any]], beta: float, limits: SandboxLimits
+    proposals: list[dict[str, Any]], archive: list[dict[str, Any]], beta: float, limits: SandboxLimits,
+    family: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One validation record per proposal, in order.
+    """One validation record per proposal, in order, under the contract and checks of objective ``family``.
 
     A proposal without code (the proposer failed) is invalid with error "no code: <its 'error' field>".
     ``duplicate_of`` is the id of the first earlier record with the same fingerprint: archive records first,
@@ -35,7 +37,7 @@ def validate_proposals(
     which carry no fingerprint).
     """
     programs = [(str(p["id"]), p["code"]) for p in proposals if _has_code(p)]
-    sandboxed = iter(validate_programs(programs, beta, limits)) if programs else iter(())
+    sandboxed = iter(validate_programs(programs, beta, limits, family=family)) if programs else iter(())
     records = []
     for proposal in proposals:
         if _has_code(proposal):
@@ -82,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proposals", required=True, type=Path, help="JSON list of proposal records")
     parser.add_argument("--archive", type=Path, default=None,
                         help="JSONL archive of earlier records (omit for generation 0; a given path must exist)")
-    parser.add_argument("--beta", required=True, type=float)
+    parser.add_argument("--family", default="preference", choices=FAMILY_NAMES,
+                        help="objective family: its contract and property checks (config key family)")
+    parser.add_argument("--beta", type=float, default=None,
+                        help="the run's beta (preference family: required; classification objectives have none)")
     parser.add_argument("--output", required=True, type=Path, help="where to write the JSON list of records")
     defaults = SandboxLimits()
     parser.add_argument("--cpu-seconds", type=int, default=defaults.cpu_seconds)
@@ -95,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"proposals file not found: {args.proposals}")
     if args.archive is not None and not args.archive.is_file():
         parser.error(f"archive file not found: {args.archive}")
-    if not args.beta > 0:
+    if args.beta is None and args.family == "preference":
+        parser.error("--beta is required for preference objectives (config training.beta)")
+    beta = 1.0 if args.beta is None else args.beta  # classification checks take no beta
+    if not beta > 0:
         parser.error(f"--beta must be positive, got {args.beta}")
     proposals = read_json(args.proposals)
     if not isinstance(proposals, list) or not all(isinstance(p, dict) and "id" in p for p in proposals):
@@ -104,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     limits = SandboxLimits(cpu_seconds=args.cpu_seconds, memory_mb=args.memory_mb, wall_seconds=args.wall_seconds)
     started = time.monotonic()
-    records = validate_proposals(proposals, archive, args.beta, limits)
+    records = validate_proposals(proposals, archive, beta, limits, args.family)
     inputs = provenance(args.proposals, args.archive)
     for record in records:
         record["inputs"] = inputs

@@ -47,7 +47,7 @@ import logging
 import math
 import random
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +93,26 @@ class EvolutionOptions:
     # Attempts per candidate, shared out over the operators (first choice first, then the others as fallbacks),
     # and again for the last-resort random genome.
     max_tries: int = 200
+
+
+@dataclass(frozen=True, eq=False)
+class ExpressionSpace:
+    """What the genome's one variable ``x`` means for an objective family, and how a genome becomes its code.
+
+    The operators, simplification and evaluation are shared; a family supplies the library genomes (seed parents),
+    the renderer (the contract's function around ``losses = <expression of x>``) and the ranges the behavioural
+    checks use: ``grid`` (finite there), ``centre`` (the loss must decrease on average as x grows there) and
+    ``signature`` (the derivative curve that tells two losses apart).
+    """
+
+    name: str
+    variable: str  # x, in words
+    library_genomes: dict[str, Genome]
+    start: tuple[str, ...]  # library genomes to start from when the archive has no usable parent
+    render: Callable[[Genome, str, str | None], str]
+    grid: tuple[float, float] = (-20.0, 20.0)
+    centre: tuple[float, float] = (-5.0, 5.0)
+    signature: tuple[float, float] = (-10.0, 10.0)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -307,11 +327,7 @@ def render_genome(genome: Genome, name: str, comment: str | None = None) -> str:
     """
     if not name.isidentifier():
         raise ValueError(f"not a Python identifier: {name!r}")
-    weights: list[str] = []
-    expression = _render(genome, weights)[0]
-    if genome[0] == "const":
-        # A constant loss is degenerate and never proposed, but keep the (B,) shape if someone renders one.
-        expression = f"torch.full_like(logits, {expression})"
+    weights, expression = render_expression(genome, "logits")
     lines = [
         f"def {name}(self, policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, "
         "reference_rejected_logps):",
@@ -328,6 +344,17 @@ def render_genome(genome: Genome, name: str, comment: str | None = None) -> str:
         "    return losses",
     ]
     return "\n".join(lines) + "\n"
+
+
+def render_expression(genome: Genome, like: str) -> tuple[list[str], str]:
+    """The blend-weight assignments (``w1 = ...``) and the loss expression of ``genome``; a constant genome
+    becomes ``torch.full_like(<like>, c)`` so the losses keep the batch shape. Shared by every family's renderer."""
+    weights: list[str] = []
+    expression = _render(genome, weights)[0]
+    if genome[0] == "const":
+        # A constant loss is degenerate and never proposed, but keep the (B,) shape if someone renders one.
+        expression = f"torch.full_like({like}, {expression})"
+    return weights, expression
 
 
 def _render(node: Genome, weights: list[str]) -> tuple[str, int]:
@@ -381,31 +408,45 @@ def _wrap_right(rendered: tuple[str, int], precedence: int) -> str:
     return f"({text})" if own <= precedence or own == _UNARY else text
 
 
+PREFERENCE_SPACE = ExpressionSpace(
+    name="preference", variable="the margin", library_genomes=LIBRARY_GENOMES, start=("dpo", "slic"),
+    render=render_genome,
+)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Behavioural checks
 
-_GRID = torch.linspace(-20.0, 20.0, 801)  # step 0.05
-_CENTRE = (_GRID >= -5.0) & (_GRID <= 5.0)
-# Signature points: every 0.05 on [-10, 10]; a coarser grid would merge hinges whose kinks differ by less than
-# its step, and such margins are exactly what constant mutation fine-tunes.
-_SIGNATURE = torch.arange(200, 601)
+@functools.lru_cache(maxsize=8)
+def _space_grid(space: "ExpressionSpace") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The x grid of a space (step 0.05), the mask of its centre and the mask of its signature points."""
+    low, high = space.grid
+    grid = torch.linspace(low, high, int(round((high - low) / 0.05)) + 1)
+    centre = (grid >= space.centre[0] - 1e-6) & (grid <= space.centre[1] + 1e-6)
+    # Signature points: every 0.05 on the signature range; a coarser grid would merge hinges whose kinks differ by
+    # less than its step, and such margins are exactly what constant mutation fine-tunes.
+    signature = (grid >= space.signature[0] - 1e-6) & (grid <= space.signature[1] + 1e-6)
+    return grid, centre, signature
 
 
-def _loss_and_derivative(genome: Genome) -> tuple[torch.Tensor, torch.Tensor]:
-    x = _GRID.clone().requires_grad_(True)
+def _loss_and_derivative(genome: Genome, space: "ExpressionSpace | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
+    grid = _space_grid(space or PREFERENCE_SPACE)[0]
+    x = grid.clone().requires_grad_(True)
     losses = evaluate_genome(genome, x)
     if not losses.requires_grad:  # a constant: no dependence on x at all
-        return losses.detach(), torch.zeros_like(_GRID)
+        return losses.detach(), torch.zeros_like(grid)
     (derivative,) = torch.autograd.grad(losses.sum(), x)
     return losses.detach(), derivative
 
 
-def degeneracy_reason(genome: Genome, max_depth: int | None = None) -> str | None:
-    """Why ``genome`` is not a usable preference loss, or None if it is.
+def degeneracy_reason(genome: Genome, max_depth: int | None = None,
+                      space: "ExpressionSpace | None" = None) -> str | None:
+    """Why ``genome`` is not a usable loss of ``space`` (default: preference), or None if it is.
 
     A preference loss must be finite (with finite gradient) on x in [-20, 20], must not be flat, and must reward
-    larger margins: its mean derivative over x in [-5, 5] must be negative.
+    larger margins: its mean derivative over x in [-5, 5] must be negative. Other spaces name their own ranges.
     """
+    space = space or PREFERENCE_SPACE
     try:
         validate_genome(genome)
     except ValueError as error:
@@ -416,24 +457,27 @@ def degeneracy_reason(genome: Genome, max_depth: int | None = None) -> str | Non
         return f"{genome_size(genome)} nodes exceed {MAX_NODES}"
     if not _has_x(genome):
         return "does not depend on x"
-    losses, derivative = _loss_and_derivative(genome)
+    _, centre_mask, _ = _space_grid(space)
+    losses, derivative = _loss_and_derivative(genome, space)
     if not (torch.isfinite(losses).all() and torch.isfinite(derivative).all()):
-        return "non-finite loss or derivative on x in [-20, 20]"
-    centre = derivative[_CENTRE]
+        return f"non-finite loss or derivative on x in [{space.grid[0]:g}, {space.grid[1]:g}]"
+    centre = derivative[centre_mask]
     if (centre.abs() > 1e-6).float().mean() < 0.25:
-        return "derivative is zero almost everywhere on [-5, 5]"
+        return f"derivative is zero almost everywhere on [{space.centre[0]:g}, {space.centre[1]:g}]"
     if not centre.mean() < -1e-3 * centre.abs().mean():
-        return "loss does not decrease on average as the margin grows"
+        return f"loss does not decrease on average as {space.variable} grows"
     return None
 
 
-def behaviour_signature(genome: Genome) -> tuple[float, ...]:
-    """The derivative curve on [-10, 10], normalised by its largest magnitude and rounded to 2 decimals.
+def behaviour_signature(genome: Genome, space: "ExpressionSpace | None" = None) -> tuple[float, ...]:
+    """The derivative curve on the space's signature range ([-10, 10] for preferences), normalised by its largest
+    magnitude and rounded to 2 decimals.
 
     Losses differing by a constant, or by a positive factor (a learning-rate change under Adam), share it.
     """
-    _, derivative = _loss_and_derivative(genome)
-    curve = derivative[_SIGNATURE].double()
+    _, _, signature_mask = _space_grid(space or PREFERENCE_SPACE)
+    _, derivative = _loss_and_derivative(genome, space)
+    curve = derivative[signature_mask].double()
     scale = curve.abs().max().item()
     if scale > 0 and math.isfinite(scale):
         curve = curve / scale
@@ -634,11 +678,12 @@ def _tournament(rng: random.Random, parents: list[_Parent], size: int) -> _Paren
 # Public entry point
 
 
-def record_genome(record: dict) -> Genome | None:
+def record_genome(record: dict, space: "ExpressionSpace | None" = None) -> Genome | None:
     """The genome of an archive record: its own, else the library genome named by ``library_name``."""
+    library = (space or PREFERENCE_SPACE).library_genomes
     genome = record.get("genome")
-    if genome is None and record.get("library_name") in LIBRARY_GENOMES:
-        genome = LIBRARY_GENOMES[record["library_name"]]
+    if genome is None and record.get("library_name") in library:
+        genome = library[record["library_name"]]
     if genome is None:
         return None
     try:
@@ -659,13 +704,13 @@ def selection_score(record: dict) -> float | None:
     return float(fitness) if _is_number(fitness) else None
 
 
-def _usable_parents(archive: list[dict]) -> list[_Parent]:
+def _usable_parents(archive: list[dict], space: "ExpressionSpace") -> list[_Parent]:
     parents = []
     for record in archive:
         score = selection_score(record)
         if record.get("status") != OK or score is None:
             continue
-        genome = record_genome(record)
+        genome = record_genome(record, space)
         if genome is not None:
             parents.append(_Parent(str(record["id"]), genome, score))
     return parents
@@ -677,40 +722,45 @@ def propose_evolution(
     population: int,
     seed: int,
     options: EvolutionOptions = EvolutionOptions(),
+    space: ExpressionSpace | None = None,
 ) -> list[dict]:
     """Propose ``population`` new objectives by evolving the archive's genomes; deterministic in its arguments.
 
     Parents are archive records with status "ok", a finite fitness (higher is better) and a genome (their own or
-    their library objective's). With none, the search starts from the DPO and SLiC genomes, fitness unknown.
-    Records without a genome (LLM-written code) cannot be parents and are not used for duplicate detection.
+    their library objective's). With none, the search starts from the space's start genomes (DPO and SLiC for
+    preferences), fitness unknown. Records without a genome (LLM-written code) cannot be parents and are not used
+    for duplicate detection. ``space`` is the objective family's expression space (default: preference).
     """
+    space = space or PREFERENCE_SPACE
     if options.max_depth < 2:
         raise ValueError("max_depth must be at least 2: no depth-1 genome is a preference loss")
     if population < 0:
         raise ValueError(f"population must be non-negative, got {population}")
     with _single_thread():
-        return _propose(archive, generation, population, seed, options)
+        return _propose(archive, generation, population, seed, options, space)
 
 
 def _propose(
-    archive: list[dict], generation: int, population: int, seed: int, options: EvolutionOptions
+    archive: list[dict], generation: int, population: int, seed: int, options: EvolutionOptions,
+    space: ExpressionSpace,
 ) -> list[dict]:
     rng = random.Random(seed * 1000003 + generation)
-    parents = _usable_parents(archive)
+    parents = _usable_parents(archive, space)
     if not parents:
-        parents = [_Parent(f"library:{name}", copy.deepcopy(LIBRARY_GENOMES[name]), None) for name in ("dpo", "slic")]
-        logger.info("generation %d: no usable parents in the archive, starting from DPO and SLiC", generation)
+        parents = [_Parent(f"library:{name}", copy.deepcopy(space.library_genomes[name]), None) for name in space.start]
+        logger.info("generation %d: no usable parents in the archive, starting from %s", generation,
+                    " and ".join(space.start))
 
     seen: set[tuple[float, ...]] = set()
-    for genome in [record_genome(record) for record in archive] + [parent.genome for parent in parents]:
-        if genome is not None and degeneracy_reason(genome) is None:
-            seen.add(behaviour_signature(genome))
+    for genome in [record_genome(record, space) for record in archive] + [parent.genome for parent in parents]:
+        if genome is not None and degeneracy_reason(genome, space=space) is None:
+            seen.add(behaviour_signature(genome, space))
 
     two_parent_share = options.crossover_rate / max(options.mutation_rate + options.crossover_rate, 1e-12)
     proposals = []
     for k in range(population):
-        offspring, operator = _breed(rng, parents, options, seen, two_parent_share)
-        seen.add(behaviour_signature(offspring.genome))
+        offspring, operator = _breed(rng, parents, options, seen, two_parent_share, space)
+        seen.add(behaviour_signature(offspring.genome, space))
         name = f"evolved_g{generation}_k{k}"
         expression = genome_to_string(offspring.genome)
         thought = f"{offspring.thought}, giving {expression}."
@@ -720,7 +770,7 @@ def _propose(
                 k,
                 name=name,
                 thought=thought,
-                code=render_genome(offspring.genome, name, comment=f"evolved ({operator}): {expression}"),
+                code=space.render(offspring.genome, name, f"evolved ({operator}): {expression}"),
                 genome=offspring.genome,
                 parents=[parent.id for parent in offspring.parents],
                 proposer={"backend": "evolution", "model": None, "temperature": None, "seed": seed},
@@ -736,6 +786,7 @@ def _breed(
     options: EvolutionOptions,
     seen: set[tuple[float, ...]],
     two_parent_share: float,
+    space: ExpressionSpace | None = None,
 ) -> tuple[_Offspring, str]:
     """One accepted offspring: the drawn operator first, then the others in random order, then a random genome."""
     family, rest = (_TWO_PARENT, _ONE_PARENT) if rng.random() < two_parent_share else (_ONE_PARENT, _TWO_PARENT)
@@ -751,22 +802,23 @@ def _breed(
             if offspring is None:
                 continue
             offspring.genome = simplify_genome(offspring.genome)
-            reason = _rejection(offspring.genome, options.max_depth, seen)
+            reason = _rejection(offspring.genome, options.max_depth, seen, space)
             if reason is None:
                 return offspring, operator
             rejected[reason] = rejected.get(reason, 0) + 1
         logger.debug("operator %s found no acceptable offspring in %d tries", operator, tries)
     for _ in range(max(1, options.max_tries)):
         genome = random_genome(rng, options.max_depth)
-        if _rejection(genome, options.max_depth, seen) is None:
+        if _rejection(genome, options.max_depth, seen, space) is None:
             logger.info("all operators failed (%s); proposing a random genome", rejected)
             return _Offspring(genome, [], "No operator produced a new valid loss, so drew a random genome"), "random"
     raise RuntimeError(f"could not produce a new valid genome; rejections: {rejected}")
 
 
-def _rejection(genome: Genome, max_depth: int, seen: set[tuple[float, ...]]) -> str | None:
-    reason = degeneracy_reason(genome, max_depth)
-    if reason is None and behaviour_signature(genome) in seen:
+def _rejection(genome: Genome, max_depth: int, seen: set[tuple[float, ...]],
+               space: ExpressionSpace | None = None) -> str | None:
+    reason = degeneracy_reason(genome, max_depth, space)
+    if reason is None and behaviour_signature(genome, space) in seen:
         reason = "behaves like an archived, parent or already proposed loss"
     return reason
 

@@ -155,9 +155,10 @@ def _shown_parents(archive: list[dict], generation: int, candidate: int, seed: i
 
 
 def propose_one(chat: Chat, archive: list[dict], generation: int, candidate: int, siblings: list[str], seed: int,
-                options: ProtocolOptions, transcript: Transcript) -> dict:
+                options: ProtocolOptions, transcript: Transcript, system_prompt: str | None = None) -> dict:
     shown = _shown_parents(archive, generation, candidate, seed, options)
-    messages = build_messages(archive, generation, candidate, siblings, shown=shown)
+    extra = {"system_prompt": system_prompt} if system_prompt else {}  # the objective family's task description
+    messages = build_messages(archive, generation, candidate, siblings, shown=shown, **extra)
     temperature = options.temperatures[candidate % len(options.temperatures)] if options.temperatures else None
     record: dict[str, Any] = proposal(
         generation, candidate, name="", thought="", code="", parents=[r["id"] for r in shown if r.get("id")],
@@ -208,7 +209,7 @@ def propose_one(chat: Chat, archive: list[dict], generation: int, candidate: int
 
 
 def propose_llm(chat: Chat, archive: list[dict], generation: int, population: int, seed: int,
-                options: ProtocolOptions, transcript_dir: Path) -> list[dict]:
+                options: ProtocolOptions, transcript_dir: Path, system_prompt: str | None = None) -> list[dict]:
     """``population`` proposal records for ``generation``; never raises for a bad reply or an unreachable server."""
     transcript_dir = Path(transcript_dir)
     proposals: list[dict] = []
@@ -218,7 +219,7 @@ def propose_llm(chat: Chat, archive: list[dict], generation: int, population: in
                                 f"{candidate_id(generation, k)}: {chat.description} (seed {seed})")
         started = time.monotonic()
         try:
-            record = propose_one(chat, archive, generation, k, siblings, seed, options, transcript)
+            record = propose_one(chat, archive, generation, k, siblings, seed, options, transcript, system_prompt)
         finally:
             transcript.write()
         record["wall_seconds"] = round(time.monotonic() - started, 3)

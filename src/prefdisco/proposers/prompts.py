@@ -137,10 +137,12 @@ def format_record(record: dict) -> str:
 
 
 def build_messages(archive: list[dict], generation: int, candidate: int, siblings: list[str],
-                   best_n: int = BEST_N, recent_m: int = RECENT_M, shown: list[dict] | None = None) -> list[dict]:
+                   best_n: int = BEST_N, recent_m: int = RECENT_M, shown: list[dict] | None = None,
+                   system_prompt: str = SYSTEM_PROMPT) -> list[dict]:
     """Chat messages asking for candidate ``candidate`` of generation ``generation``.
 
     ``shown`` is the archive subset to put in the prompt; by default :func:`select_context` (best and recent).
+    ``system_prompt`` is the objective family's task description (default: preference objectives).
     """
     if shown is None:
         shown = select_context(archive, best_n, recent_m)
@@ -160,7 +162,7 @@ def build_messages(archive: list[dict], generation: int, candidate: int, sibling
                      + ", ".join(siblings))
     parts.append(f"Propose candidate {candidate} of generation {generation}: a new objective, different from all "
                  "of the above, that you expect to reach a higher fitness. Reply with the JSON object only.")
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(parts)}]
+    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
 def prompt_hash(messages: list[dict]) -> str:

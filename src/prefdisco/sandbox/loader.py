@@ -69,21 +69,22 @@ def objective_namespace() -> dict[str, Any]:
     }
 
 
-def load_objective(code: str) -> Callable[..., Any]:
+def load_objective(code: str, arguments: tuple[str, ...] | None = None) -> Callable[..., Any]:
     """Check ``code`` against the policy, execute its definition in a fresh namespace, return the function.
 
     Call the result as ``fn(ObjectiveContext(beta), policy_chosen_logps, policy_rejected_logps,
     reference_chosen_logps, reference_rejected_logps)``. Raises PolicyViolation for code the policy rejects;
     errors raised while executing the definition (a failing annotation, say) propagate unchanged.
+    ``arguments`` is the contract's argument list when it is not the preference family's.
     """
-    name, compiled = compile_objective(code)
+    name, compiled = compile_objective(code, arguments)
     return define_objective(name, compiled)
 
 
-def compile_objective(code: str) -> tuple[str, CodeType]:
+def compile_objective(code: str, arguments: tuple[str, ...] | None = None) -> tuple[str, CodeType]:
     """First half of load_objective: the static policy and compilation (both raise audit events, so the
     sandbox runs this half before arming its audit hook)."""
-    name = check_source(code)
+    name = check_source(code) if arguments is None else check_source(code, arguments)
     return name, compile(code, OBJECTIVE_FILENAME, "exec", dont_inherit=True)
 
 

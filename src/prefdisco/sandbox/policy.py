@@ -102,8 +102,10 @@ class PolicyViolation(ValueError):
     """The program breaks the static policy; the message says where and why, ready to show the author."""
 
 
-def check_source(code: str) -> str:
+def check_source(code: str, arguments: tuple[str, ...] = CONTRACT_ARGUMENTS) -> str:
     """Parse ``code`` and apply the static policy. Returns the objective's function name.
+
+    ``arguments`` is the contract's argument list (the objective family's; preference objectives by default).
 
     Raises PolicyViolation listing every problem found (up to a few), one per line, each with its line number.
     """
@@ -120,7 +122,7 @@ def check_source(code: str) -> str:
     except (ValueError, MemoryError, RecursionError) as error:  # null bytes, absurd nesting
         raise PolicyViolation(f"the program could not be parsed: {error}") from None
 
-    checker = _Checker()
+    checker = _Checker(arguments)
     try:
         name = checker.check_module(tree)
     except RecursionError:
@@ -143,7 +145,8 @@ def _line_of(violation: str) -> float:
 
 
 class _Checker(ast.NodeVisitor):
-    def __init__(self) -> None:
+    def __init__(self, arguments: tuple[str, ...] = CONTRACT_ARGUMENTS) -> None:
+        self.arguments = tuple(arguments)
         self.violations: list[str] = []
         # Names bound to modules: the contract's globals plus whatever import statements add.
         self.module_aliases: dict[str, str] = {"torch": "torch", "F": "torch.nn.functional", "math": "math"}
@@ -179,7 +182,7 @@ class _Checker(ast.NodeVisitor):
                 )
         if not functions:
             self.fail(None, "no function definition found; define exactly one function "
-                            f"def <name>({', '.join(CONTRACT_ARGUMENTS)})")
+                            f"def <name>({', '.join(self.arguments)})")
         if len(functions) > 1:
             names = ", ".join(f"'{f.name}' (line {f.lineno})" for f in functions)
             self.fail(None, f"found {len(functions)} top-level functions ({names}); define exactly one "
@@ -197,9 +200,9 @@ class _Checker(ast.NodeVisitor):
     def _check_signature(self, function: ast.FunctionDef) -> None:
         arguments = function.args
         names = [a.arg for a in arguments.posonlyargs + arguments.args]
-        expected = ", ".join(CONTRACT_ARGUMENTS)
+        expected = ", ".join(self.arguments)
         if (
-            tuple(names) != CONTRACT_ARGUMENTS or arguments.vararg or arguments.kwarg or arguments.kwonlyargs
+            tuple(names) != self.arguments or arguments.vararg or arguments.kwarg or arguments.kwonlyargs
             or arguments.defaults
         ):
             self.fail(function, f"the function must take exactly ({expected}) with no defaults, *args or "

@@ -38,11 +38,12 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional  # noqa: F401 -- loaded before forking, so children never import
 
+from prefdisco.families import get_family
 from prefdisco.sandbox import checks, landlock
 from prefdisco.sandbox.audit import AuditGuard
 from prefdisco.sandbox.policy import PolicyViolation, check_source
@@ -86,12 +87,16 @@ def validate_programs(
     limits: SandboxLimits = SandboxLimits(),
     *,
     workers: int | None = None,
+    family: str | None = None,
 ) -> list[dict[str, Any]]:
     """Validate each (candidate_id, code) in its own sandboxed child; one result dict per program, in order.
 
     Each result: {"id", "valid", "error", "checks", "fingerprint", "measurements", "curve", "wall_seconds"}.
-    ``workers`` children run at a time (default: the usable CPU count, at most 4).
+    ``workers`` children run at a time (default: the usable CPU count, at most 4). ``family`` names the objective
+    family whose contract and property checks apply (default: preference).
     """
+    objective_family = get_family(family)
+    run_checks = objective_family.run_checks()  # resolved here: a confined child imports nothing
     if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
         raise ValueError(f"beta must be a positive number, got {beta!r}")
     workers = workers or max(1, min(len(os.sched_getaffinity(0)), 4))
@@ -99,7 +104,7 @@ def validate_programs(
     pending: list[int] = []
     for index, (candidate_id, code) in enumerate(programs):
         try:
-            check_source(code)  # static only: parses the text, never runs it
+            check_source(code, objective_family.contract_arguments)  # static only: parses the text, never runs it
         except PolicyViolation as violation:
             result = checks.empty_result()
             result["checks"]["static_policy"] = "fail"
@@ -115,7 +120,7 @@ def validate_programs(
             while pending and len(active) < workers:
                 index = pending.pop(0)
                 candidate_id, code = programs[index]
-                child = _spawn(index, candidate_id, code, beta, limits)
+                child = _spawn(index, candidate_id, code, beta, limits, run_checks)
                 active[child.fd] = child
                 selector.register(child.fd, selectors.EVENT_READ)
             now = time.monotonic()
@@ -169,7 +174,8 @@ class _Child:
     overflow: bool = False
 
 
-def _spawn(index: int, candidate_id: str, code: str, beta: float, limits: SandboxLimits) -> _Child:
+def _spawn(index: int, candidate_id: str, code: str, beta: float, limits: SandboxLimits,
+           run_checks: Callable[..., dict[str, Any]]) -> _Child:
     workdir = tempfile.mkdtemp(prefix="prefdisco-sandbox-")
     read_fd, write_fd = os.pipe()
     started = time.monotonic()
@@ -182,7 +188,7 @@ def _spawn(index: int, candidate_id: str, code: str, beta: float, limits: Sandbo
         raise
     if pid == 0:  # child: never returns
         os.close(read_fd)
-        _child_main(code, beta, limits, write_fd, workdir)
+        _child_main(code, beta, limits, write_fd, workdir, run_checks)
     os.close(write_fd)  # so EOF arrives when the child exits, and later children do not inherit it
     return _Child(index, candidate_id, pid, read_fd, workdir, started, started + limits.wall_seconds, bytearray())
 
@@ -271,14 +277,15 @@ def _finish(candidate_id: str, result: dict[str, Any], elapsed: float) -> dict[s
 # ---- child side ------------------------------------------------------------------------------------------------
 
 
-def _child_main(code: str, beta: float, limits: SandboxLimits, write_fd: int, workdir: str) -> None:
+def _child_main(code: str, beta: float, limits: SandboxLimits, write_fd: int, workdir: str,
+                run_checks: Callable[..., dict[str, Any]]) -> None:
     status = 0
     try:
         # Never collect objects inherited from the parent: their finalizers could act on the parent's files.
         gc.freeze()
         write_fd = _isolate(limits, write_fd, workdir)
         guard = AuditGuard()
-        result = checks.run_checks(
+        result = run_checks(
             code, beta, guard, progress=lambda stage: _send(write_fd, {"stage": stage}), memory_mb=limits.memory_mb
         )
         _send(write_fd, {"result": _jsonable(result)})

@@ -1,0 +1,136 @@
+"""The paper's Fig. 2 for classification objectives, from result files only.
+
+    python -m prefdisco.classification.figures --archive archive.jsonl --transfer transfer.csv \\
+        --left fig2_left.png --right fig2_right.png
+
+Left: validation accuracy of every discovery trial in archive order (with its 95% Wilson interval over the
+validation images), the best so far, the seed library as reference lines, and each proposal marked as exploration
+(a new idea) or tuning (a change of constants) where its thought says so. Right: accuracy of the transferred
+objectives per model, mean over seeds with 95% t-intervals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from prefdisco.cli import setup_logging  # noqa: E402
+from prefdisco.io import read_jsonl  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+# Words a proposer uses when it keeps the idea and changes numbers: the evolutionary proposer's constant mutation
+# ("Mutated the constant ..."), and an LLM's "tune", "adjust", "increase the temperature" and the like.
+TUNING = re.compile(r"\b(mutated the constant|tun(e|ed|ing)|adjust\w*|tweak\w*|increas\w*|decreas\w*|lower\w*|"
+                    r"rais\w*|smaller|larger|hyper-?parameter)\b", re.IGNORECASE)
+
+
+def step_kind(record: dict) -> str:
+    """'tuning' when the proposal's thought says it changes constants of an earlier idea, else 'exploration'."""
+    return "tuning" if TUNING.search(record.get("thought") or "") else "exploration"
+
+
+def plot_left(records: list[dict], path: Path) -> dict:
+    seeds = [r for r in records if r.get("generation") == 0]
+    trials = [r for r in records if r.get("generation", 0) > 0]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    best, best_line, xs = -math.inf, [], []
+    colours = {"exploration": "tab:blue", "tuning": "tab:orange"}
+    shown = set()
+    for index, record in enumerate(trials, start=1):
+        if record.get("status") == "ok" and record.get("fitness") is not None:
+            metrics = record.get("metrics") or {}
+            value = float(record["fitness"])
+            kind = step_kind(record)
+            low, high = metrics.get("val_ci_low", value), metrics.get("val_ci_high", value)
+            ax.errorbar(index, value, yerr=[[value - low], [high - value]], fmt="o", color=colours[kind],
+                        capsize=2, label=kind if kind not in shown else None)
+            shown.add(kind)
+            best = max(best, value)
+        else:
+            ax.plot(index, 0.0, "x", color="tab:red", label="failed / invalid" if "failed" not in shown else None)
+            ax.annotate(record.get("status") or "?", (index, 0.0), fontsize=6, rotation=90, va="bottom")
+            shown.add("failed")
+        xs.append(index)
+        best_line.append(best if best > -math.inf else math.nan)
+    if xs:
+        ax.step(xs, best_line, where="post", color="black", label="best so far")
+    for record in seeds:
+        if record.get("status") == "ok" and record.get("fitness") is not None:
+            ax.axhline(float(record["fitness"]), linestyle=":", linewidth=1, color="grey")
+            ax.annotate(record.get("library_name") or record.get("name"), (0.5, float(record["fitness"])),
+                        fontsize=7, color="grey", va="bottom")
+    ax.set_xlabel("discovery trial (archive order, seeds excluded)")
+    ax.set_ylabel("validation accuracy (fitness)")
+    ax.set_title("LLM-driven discovery of classification objectives (error bars: 95% Wilson over val. images)",
+                 fontsize=9)
+    ok = [float(r["fitness"]) for r in records if r.get("status") == "ok" and r.get("fitness") is not None]
+    if ok:
+        ax.set_ylim(max(0.0, min(ok) - 0.05), min(1.0, max(ok) + 0.03))
+    ax.set_xlim(0, max(xs, default=1) + 1)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return {"trials": len(trials), "best": best if best > -math.inf else None}
+
+
+def read_transfer(path: Path) -> list[dict]:
+    with Path(path).open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def plot_right(rows: list[dict], path: Path, split: str = "test") -> dict:
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    objectives = list(dict.fromkeys(r["objective"] for r in rows))
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(3.6 * max(1, len(models)), 4.0), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        subset = {r["objective"]: r for r in rows if r["model"] == model}
+        for i, key in enumerate(objectives):
+            row = subset.get(key)
+            if row is None or row[f"{split}_mean"] in ("", "nan"):
+                continue
+            mean, low, high = (float(row[f"{split}_{k}"]) for k in ("mean", "ci_low", "ci_high"))
+            err = [[mean - low], [high - mean]] if math.isfinite(low) else None
+            colour = "grey" if row["source"] == "library" else f"C{i}"
+            ax.bar(i, mean, yerr=err, capsize=3, color=colour)
+            ax.annotate(f"{mean:.3f}\nn={row['seeds']}", (i, mean), ha="center", va="bottom", fontsize=6)
+        labels = [next((r["name"] for r in rows if r["objective"] == k), k) for k in objectives]
+        ax.set_xticks(range(len(objectives)), labels, rotation=35, ha="right", fontsize=7)
+        means = [float(r[f"{split}_mean"]) for r in rows if r[f"{split}_mean"] not in ("", "nan")]
+        if means:
+            ax.set_ylim(max(0.0, min(means) - 0.05), min(1.0, max(means) + 0.03))
+        ax.set_title(model, fontsize=9)
+    axes[0][0].set_ylabel(f"{split} accuracy (mean over seeds, 95% t-interval)")
+    fig.suptitle("Transfer of the best discovered objectives (grey: library baselines)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return {"models": models, "objectives": objectives}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archive", type=Path, required=True)
+    parser.add_argument("--transfer", type=Path, required=True)
+    parser.add_argument("--left", type=Path, required=True)
+    parser.add_argument("--right", type=Path, required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    log.info("Fig. 2 left: %s", plot_left(read_jsonl(args.archive), args.left))
+    log.info("Fig. 2 right: %s", plot_right(read_transfer(args.transfer), args.right))
+
+
+if __name__ == "__main__":
+    main()
