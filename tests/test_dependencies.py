@@ -1,14 +1,18 @@
-"""The installed dependencies: what `make run` needs compiles nothing, and the default model needs no LLM plugin."""
+"""The installed dependencies: what `make run` needs compiles nothing, the default model needs no LLM plugin, and
+torch, transformers and TRL are in the ranges the trainer is checked on."""
 
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import os
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,3 +82,47 @@ def test_default_model_loads_without_llm_or_llama_cpp():
     assert result.returncode == 0, result.stderr[-3000:]
     vocabulary, chat = result.stdout.split(" ", 1)
     assert int(vocabulary) == 49152 and "<|im_start|>user\nhi<|im_end|>" in chat
+
+
+def test_supported_ranges_are_pyproject_pins():
+    from prefdisco import versions
+
+    pins = {canonicalize_name(r.name): r.specifier for r in run_requirements()}
+    assert {name: pins[name] for name in versions.SUPPORTED} == \
+        {name: SpecifierSet(spec) for name, spec in versions.SUPPORTED.items()}
+
+
+def test_installed_torch_transformers_and_trl_are_supported():
+    from prefdisco import versions
+
+    versions.check()  # raises, naming the package and its supported range, outside them
+
+
+@pytest.mark.parametrize("name, version", [("trl", "1.15.0"), ("trl", "1.17.0"), ("transformers", "4.56.1")])
+def test_importing_the_trainer_names_an_unsupported_version(tmp_path, name, version):
+    """A distribution of another version first on the path (as a stale install would be) stops the trainer's
+    import with the package, its version and the supported range."""
+    from prefdisco.versions import SUPPORTED
+
+    dist_info = tmp_path / f"{name}-{version}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "src")])}
+    result = subprocess.run([sys.executable, "-c", "import prefdisco.training"], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode != 0
+    assert "UnsupportedVersionError" in result.stderr
+    assert f"{name} {version} is installed; prefdisco supports {name}{SUPPORTED[name]}" in result.stderr
+
+
+def test_conda_environment_takes_its_dependencies_from_pyproject():
+    """envs/prefdisco.yaml lists no package of its own: Snakemake runs the post-deploy script of the same name in the
+    new environment, which installs the package (so pyproject's dependencies) and the GGUF without dependencies."""
+    import yaml
+
+    environment = yaml.safe_load((REPO / "envs" / "prefdisco.yaml").read_text())
+    assert environment["dependencies"] == ["python=3.11", "pip"]
+    script = (REPO / "envs" / "prefdisco.post-deploy.sh").read_text()
+    assert [line for line in script.splitlines() if line.startswith("python -m pip")] == [
+        "python -m pip install -e .", "python -m pip install --no-deps -r envs/no-deps.txt"]
+    assert os.access(REPO / "envs" / "prefdisco.post-deploy.sh", os.X_OK)
