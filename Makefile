@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml envs/no-deps.txt
 	$(BIN)/python -m pip install --quiet --no-deps -r envs/no-deps.txt
 	touch $@
 
-# The tests add pytest and llama-cpp-python's server, which compiles llama.cpp (no wheel of it here).
+# The tests add pytest, ruff and llama-cpp-python's server, which compiles llama.cpp (no wheel of it here).
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
@@ -54,6 +54,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/bench_validation.py
 
 lint: setup-test
+	$(BIN)/ruff check
 	$(BIN)/snakemake --lint
 
 clean:
