@@ -54,9 +54,12 @@ def reference() -> dict:
     return read_json(REFERENCE)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def llama_url() -> str:
-    """Base URL of a real llama.cpp server (SmolLM2-135M) on loopback, shared by the tests of a session."""
+    """Base URL of a real llama.cpp server (SmolLM2-135M) on loopback, shared by the tests of one module.
+
+    llama.cpp finishes a generation whose client has left (a timeout, a stopped Snakemake run), and every later
+    request queues behind it: a server per module stops with the module whatever it was left doing."""
     from loopback import llama_server
 
     with llama_server() as url:
