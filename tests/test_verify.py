@@ -16,7 +16,7 @@ from prefdisco.io import provenance, sha256_file, write_json, write_jsonl
 from prefdisco.verify import main as verify_main
 from prefdisco.verify import verify_run
 
-from test_workflow import ENV, REPO, SNAKEMAKE, snakemake, write_config
+from test_workflow import ENV, SNAKEMAKE, snakemake, write_config
 
 
 def small_run(workdir: Path) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .cascade import attach_intervals, seed_of
 from .cli import setup_logging
 from .io import provenance, read_json, read_jsonl, write_jsonl
-from .records import (DUPLICATE, INVALID, OK, PROPOSAL_KEYS, VALIDATION_KEYS, ArchiveRecord, goes_to_training,
+from .records import (DUPLICATE, INVALID, PROPOSAL_KEYS, VALIDATION_KEYS, ArchiveRecord, goes_to_training,
                       is_evaluated)
 
 log = logging.getLogger(__name__)

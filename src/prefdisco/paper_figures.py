@@ -143,7 +143,7 @@ def objective_shapes(objectives: Sequence[str], beta: float, path: Path, rho_ran
         loss, grad = loss_and_gradient(objective, beta, rho)
         ax_loss.plot(rho, loss, label=_label(objective))
         ax_grad.plot(rho, grad, label=_label(objective))
-        rows += [{"objective": objective, "beta": beta, "rho": r, "loss": l, "gradient": g} for r, l, g in zip(rho, loss, grad)]
+        rows += [{"objective": objective, "beta": beta, "rho": r, "loss": value, "gradient": g} for r, value, g in zip(rho, loss, grad)]
     ax_loss.set(xlabel="log-ratio difference rho", ylabel="loss", title=f"loss, beta = {beta:g}")
     ax_grad.set(xlabel="log-ratio difference rho", ylabel="d loss / d rho", title="gradient")
     ax_loss.legend(fontsize=7)
@@ -164,8 +164,8 @@ def beta_grid(objectives: Sequence[str], betas: Sequence[float], path: Path, rho
             loss, grad = loss_and_gradient(objective, beta, rho)
             ax_loss.plot(rho, loss, label=f"beta={beta:g}")
             ax_grad.plot(rho, grad, label=f"beta={beta:g}")
-            rows += [{"objective": objective, "beta": beta, "rho": r, "loss": l, "gradient": g}
-                     for r, l, g in zip(rho, loss, grad)]
+            rows += [{"objective": objective, "beta": beta, "rho": r, "loss": value, "gradient": g}
+                     for r, value, g in zip(rho, loss, grad)]
         ax_loss.set(title=f"{_label(objective)} loss", xlabel="rho")
         ax_grad.set(title=f"{_label(objective)} gradient", xlabel="rho")
         ax_loss.legend(fontsize=6)

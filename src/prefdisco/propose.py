@@ -123,15 +123,15 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(str(error))
     transcript = args.backend_options.get("transcript") if args.backend == "replay" and args.generation else None
     inputs = provenance(args.archive, transcript)
-    for proposal in proposals:
-        proposal.setdefault("code_hash", sha256_text(proposal.get("code") or ""))
-        proposal["inputs"] = inputs
+    for record in proposals:
+        record.setdefault("code_hash", sha256_text(record.get("code") or ""))
+        record["inputs"] = inputs
     if args.transcripts is not None:
         args.transcripts.mkdir(parents=True, exist_ok=True)
     write_json(args.output, proposals)
     log.info("%s", usage_line(proposals))
-    for proposal in proposals:
-        log.info("%s %s: %s", proposal["id"], proposal["name"], proposal["thought"])
+    for record in proposals:
+        log.info("%s %s: %s", record["id"], record["name"], record["thought"])
 
 
 if __name__ == "__main__":

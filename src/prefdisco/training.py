@@ -21,6 +21,10 @@ from typing import Callable
 import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
+
+# Checks the installed torch, transformers and TRL first: outside the supported ranges the TRL imports below fail
+# obscurely, or the trainer trains differently.
+from . import versions  # noqa: F401
 from trl import DPOConfig, DPOTrainer
 from trl.trainer import dpo_trainer as dpo_trainer_module
 from trl.trainer.utils import add_fused_lm_head

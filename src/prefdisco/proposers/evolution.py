@@ -949,14 +949,14 @@ def run_proxy_search(
                 proposals.append({"id": candidate_id(generation, k), "generation": generation, "genome": genome})
         else:
             raise ValueError(f"unknown search method {method!r}")
-        for proposal in proposals:
-            fitness = proxy_fitness(proposal["genome"], task)
+        for offspring in proposals:
+            fitness = proxy_fitness(offspring["genome"], task)
             ok = math.isfinite(fitness)
             archive.append(
                 {
-                    "id": proposal["id"],
+                    "id": offspring["id"],
                     "generation": generation,
-                    "genome": proposal["genome"],
+                    "genome": offspring["genome"],
                     "status": OK if ok else TRAIN_FAILED,
                     "fitness": fitness if ok else None,
                 }

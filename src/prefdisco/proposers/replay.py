@@ -51,7 +51,7 @@ def read_transcript(path: str | Path) -> list[dict]:
         raise FileNotFoundError(f"discovery.proposer.options.transcript: {path} does not exist")
     text = path.read_text()
     try:
-        entries = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
+        entries = json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not a JSON list or JSONL of proposals ({error})") from error
     for number, entry in enumerate(entries):
