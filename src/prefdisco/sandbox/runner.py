@@ -43,6 +43,7 @@ from typing import Any
 import torch
 import torch.nn.functional  # noqa: F401 -- loaded before forking, so children never import
 
+from prefdisco.errors import truncate_error
 from prefdisco.sandbox import checks, landlock
 from prefdisco.sandbox.audit import AuditGuard
 from prefdisco.sandbox.policy import PolicyViolation, check_source
@@ -257,7 +258,7 @@ def _finish(candidate_id: str, result: dict[str, Any], elapsed: float) -> dict[s
     return {
         "id": candidate_id,
         "valid": bool(result["valid"]),
-        "error": result["error"],
+        "error": result["error"] and truncate_error(result["error"]),
         "checks": result["checks"],
         "fingerprint": result["fingerprint"],
         "measurements": result["measurements"],
