@@ -590,3 +590,26 @@ def test_allow_list_admits_the_library_and_the_evolutionary_proposers_output() -
 def test_allow_list_refuses_by_name_with_advice(expression: str, expect: str) -> None:
     with pytest.raises(PolicyViolation, match=re.escape(expect)):
         check_source(f"def f({SIGNATURE}):\n    return {expression}\n")
+
+
+# ---- validation also sees graph-connected inputs ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "condition",
+    ["policy_chosen_logps.grad_fn is not None", "not policy_chosen_logps.is_leaf"],
+)
+def test_graph_inputs_check_catches_a_program_that_tells_training_apart(condition: str) -> None:
+    """A program that behaves on leaf tensors and not on a trainer's graph-connected ones (the static policy
+    refuses these names; the check is compiled around it here to show it holds on its own)."""
+    code = DPO.replace("    return losses", f"    if {condition}:\n        return losses * 0.5\n    return losses")
+    assert code != DPO
+    candidate = checks._Candidate("logistic_log_loss", compile(code, "<objective>", "exec"), checks.NullGuard(), None)
+    with pytest.raises(checks.CheckFailed, match="differ when its inputs come out of a computation graph"):
+        candidate.check_graph_inputs(0.1)
+    honest = checks._Candidate("logistic_log_loss", compile(DPO, "<objective>", "exec"), checks.NullGuard(), None)
+    honest.check_graph_inputs(0.1)
+
+
+def test_library_objectives_pass_the_graph_inputs_check(library_results: dict[str, dict]) -> None:
+    assert all(result["checks"]["graph_inputs"] == "pass" for result in library_results.values())
