@@ -1,5 +1,7 @@
 """Run candidate objectives in forked, resource-limited children; the calling process never executes them.
 
+The confinement of layer 2 is one function, :func:`confine`, shared with the training worker (sandbox.worker).
+
 Layers, outermost first:
 
 1. static policy (policy.check_source), applied in the parent on the source text only: rejected programs
