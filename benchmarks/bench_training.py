@@ -24,7 +24,7 @@ from trl import DPOTrainer
 from prefdisco.models import load_causal_lm, load_tokenizer, resolve_device, set_threads
 from prefdisco.objectives import library_source
 from prefdisco.reference import provide_reference
-from prefdisco.sandbox.loader import load_objective
+from prefdisco.sandbox.worker import ObjectiveWorker
 from prefdisco.tasks.sentiment import bundled_prompts
 from prefdisco.training import TrainingOptions, attach_reference_logps, compute_reference_logps, dpo_config, train_objective
 
@@ -63,12 +63,12 @@ def main() -> int:
     precompute_s = time.monotonic() - started
     dataset = attach_reference_logps(pairs, reference_logps)
     plain = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
-    dpo = load_objective(library_source("dpo"))
 
     def ours() -> tuple[float, float]:
         model = load_causal_lm(model_dir, device)
         started = time.monotonic()
-        _, history = train_objective(model, tokenizer, dataset, dpo, options, scratch / "ours")
+        with ObjectiveWorker(library_source("dpo")) as dpo:  # as in the workflow: the objective in its worker
+            _, history = train_objective(model, tokenizer, dataset, dpo, options, scratch / "ours")
         return time.monotonic() - started, history[-1]["train_runtime"]
 
     def stock() -> tuple[float, float]:

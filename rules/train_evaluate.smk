@@ -13,6 +13,7 @@ rule train:
         policy=directory("results/{run}/{unit}/policy"),
     params:
         training=training_options(),
+        sandbox=as_json(config["sandbox"]),
         accelerate_config=accelerate_config(),
     log:
         "results/{run}/logs/{unit}/train.log",
@@ -29,6 +30,7 @@ rule train:
     shell:
         "python -m prefdisco.train --objective {input.objective} --reference {input.reference}"
         " --pairs {input.pairs} --reference-logps {input.reference_logps} --training {params.training:q}"
+        " --sandbox {params.sandbox:q}"
         " --threads {threads} --gpus {resources.gpu} --accelerate-config {params.accelerate_config:q}"
         " --policy-dir {output.policy} --output {output.record} > {log} 2>&1"
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from prefdisco.models import load_causal_lm, load_tokenizer
 from prefdisco.objectives import LIBRARY, library_source
-from prefdisco.sandbox.loader import load_objective
+from prefdisco.sandbox.worker import ObjectiveWorker
 from prefdisco.training import (
     TrainingOptions,
     attach_reference_logps,
@@ -44,8 +44,8 @@ def dataset(tiny_model_dir, tmp_path_factory):
 def test_every_library_objective_trains_on_a_remainder_of_one(tiny_model_dir, dataset, tmp_path, name):
     assert len(dataset) % BATCH == 1
     model = load_causal_lm(tiny_model_dir, torch.device("cpu"))
-    _, history = train_objective(model, load_tokenizer(tiny_model_dir), dataset, load_objective(library_source(name)),
-                                 options(), tmp_path)
+    with ObjectiveWorker(library_source(name)) as worker:
+        _, history = train_objective(model, load_tokenizer(tiny_model_dir), dataset, worker, options(), tmp_path)
     losses = [e["loss"] for e in history if "loss" in e]
     assert len(losses) == len(dataset) // BATCH
     assert all(loss is not None and math.isfinite(loss) for loss in losses)
@@ -54,10 +54,15 @@ def test_every_library_objective_trains_on_a_remainder_of_one(tiny_model_dir, da
 def test_no_batch_is_smaller_than_the_batch_size(tiny_model_dir, dataset, tmp_path):
     seen = []
 
-    def counting(self, policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps):
-        seen.append(policy_chosen_logps.shape[0])
-        return -F.logsigmoid(self.beta * (policy_chosen_logps - policy_rejected_logps
-                                          - reference_chosen_logps + reference_rejected_logps))
+    class Counting:  # trusted test code standing in for the worker: DPO, recording each batch's size
+        def evaluate(self, beta, policy_chosen, policy_rejected, reference_chosen, reference_rejected):
+            seen.append(policy_chosen.shape[0])
+            chosen, rejected = policy_chosen.clone().requires_grad_(), policy_rejected.clone().requires_grad_()
+            losses = -F.logsigmoid(beta * (chosen - rejected - reference_chosen + reference_rejected))
+            grad_chosen, grad_rejected = torch.autograd.grad(losses.mean(), (chosen, rejected))
+            return losses.detach(), grad_chosen, grad_rejected
+
+    counting = Counting()
 
     model = load_causal_lm(tiny_model_dir, torch.device("cpu"))
     train_objective(model, load_tokenizer(tiny_model_dir), dataset, counting, options(epochs=3), tmp_path)
@@ -70,5 +75,5 @@ def test_fewer_pairs_than_one_batch_is_a_clear_error(tiny_model_dir, dataset, tm
     model = load_causal_lm(tiny_model_dir, torch.device("cpu"))
     with pytest.raises(ValueError, match=r"training.batch_size=16 x 1 process\(es\) needs at least 16 preference "
                                          r"pairs; the dataset has 9"):
-        train_objective(model, load_tokenizer(tiny_model_dir), dataset, load_objective(library_source("dpo")),
-                        options(batch_size=16), tmp_path)
+        with ObjectiveWorker(library_source("dpo")) as worker:
+            train_objective(model, load_tokenizer(tiny_model_dir), dataset, worker, options(batch_size=16), tmp_path)

@@ -12,7 +12,7 @@ from prefdisco.io import read_json, read_jsonl, write_json
 from prefdisco.models import load_causal_lm, load_tokenizer
 from prefdisco.objectives import library_source
 from prefdisco.preferences import main as preferences_main
-from prefdisco.sandbox.loader import load_objective
+from prefdisco.sandbox.worker import ObjectiveWorker
 from prefdisco.training import (
     TrainingOptions,
     attach_reference_logps,
@@ -62,8 +62,9 @@ def test_the_preferences_stage_drops_a_long_prompt_once_and_training_runs(tiny_m
                                               opts, tmp_path / "ref")
     assert [r["pair_id"] for r in reference_logps] == [p["pair_id"] for p in pairs]
     model = load_causal_lm(tiny_model_dir, torch.device("cpu"))
-    _, history = train_objective(model, tokenizer, attach_reference_logps(pairs, reference_logps),
-                                 load_objective(library_source("dpo")), opts, tmp_path / "train")
+    with ObjectiveWorker(library_source("dpo")) as worker:
+        _, history = train_objective(model, tokenizer, attach_reference_logps(pairs, reference_logps), worker, opts,
+                                     tmp_path / "train")
     assert len([e for e in history if "loss" in e]) == 2
 
 

@@ -9,7 +9,7 @@ from prefdisco.io import write_json
 from prefdisco.models import load_causal_lm, load_tokenizer, master_weights_precision
 from prefdisco.objectives import library_source
 from prefdisco.policy import load_policy
-from prefdisco.sandbox.loader import load_objective
+from prefdisco.sandbox.worker import ObjectiveWorker
 from prefdisco.train import run_training
 from prefdisco.training import TrainingOptions, attach_reference_logps, compute_reference_logps, train_objective
 
@@ -52,7 +52,8 @@ def test_bf16_training_updates_fp32_master_weights_at_lr_5e_7(tiny_model_dir, tm
 
     # The old path: weights loaded in bf16 and updated in place; nearly every step rounds away.
     bf16_model, bf16_start = (load_causal_lm(tiny_model_dir, CPU, "bf16") for _ in range(2))
-    train_objective(bf16_model, tokenizer, attach_reference_logps(pairs, reference_logps),
-                    load_objective(library_source("dpo")), opts, tmp_path / "old")
+    with ObjectiveWorker(library_source("dpo")) as worker:
+        train_objective(bf16_model, tokenizer, attach_reference_logps(pairs, reference_logps), worker, opts,
+                        tmp_path / "old")
     assert next(bf16_model.parameters()).dtype == torch.bfloat16
     assert changed_fraction(bf16_model, bf16_start) < 0.05

@@ -535,3 +535,81 @@ def test_a_blocked_operation_while_measuring_invalidates_the_program() -> None:
     assert result["checks"]["no_blocked_operations"] == "fail"
     assert [n for n, s in result["checks"].items() if s == "fail"] == ["no_blocked_operations"]
     assert result["fingerprint"] is None and result["curve"] is None
+
+
+# ---- the allow-list of numerical operations ------------------------------------------------------------------
+
+
+def test_allow_list_admits_the_library_and_the_evolutionary_proposers_output() -> None:
+    """The paper's seven discovered objectives, the four baselines, and a few hundred programs of the offline
+    evolutionary proposer (its proposals, and random genomes covering every operator it renders) all pass."""
+    import random
+
+    from prefdisco.proposers.evolution import propose_evolution, random_genome, render_genome
+
+    assert len(LIBRARY) == 11
+    programs = {name: library_source(name) for name in LIBRARY}
+    for generation in range(1, 5):
+        for proposal in propose_evolution([], generation, 50, seed=generation):
+            programs[proposal["name"] + f"_s{generation}"] = proposal["code"]
+    rng = random.Random(0)
+    for index in range(300):
+        programs[f"random_{index}"] = render_genome(random_genome(rng, 6), f"random_{index}")
+    assert len(programs) >= 500
+    refused = {}
+    for name, code in programs.items():
+        try:
+            check_source(code)
+        except PolicyViolation as violation:
+            refused[name] = str(violation)
+    assert refused == {}
+
+
+@pytest.mark.parametrize(
+    "expression, expect",
+    [
+        ("policy_chosen_logps.data * 1.0", "'.data' bypasses autograd"),
+        ("policy_chosen_logps * policy_chosen_logps.data_ptr()", "raw memory addresses are not available"),
+        ("policy_chosen_logps * (policy_chosen_logps.grad_fn is None)", "the autograd graph is not available"),
+        ("policy_chosen_logps * policy_chosen_logps.register_hook(abs)", "hooks are not allowed"),
+        ("policy_chosen_logps.detach().add_(1.0)", "'.add_' modifies a tensor in place"),
+        ("torch.sparse_coo_tensor([[0]], [1.0], (1,)).to_dense()", "sparse tensors are not available"),
+        ("policy_chosen_logps.to_sparse().to_dense()", "sparse tensors are not available"),
+        ("policy_chosen_logps.storage()", "'.storage' is not allowed"),
+        ("policy_chosen_logps.untyped_storage()", "'.untyped_storage' is not allowed"),
+        ("policy_chosen_logps.numpy()", "numpy is not available"),
+        ("torch.tensor(policy_chosen_logps.tolist())", "stay in torch"),
+        ("policy_chosen_logps.backward()", "the trainer computes gradients"),
+        ("policy_chosen_logps.requires_grad_(True)", "'.requires_grad_' modifies a tensor in place"),
+        ("policy_chosen_logps.retain_grad()", "the trainer computes gradients"),
+        ("policy_chosen_logps.new_tensor([1.0])", "not on the objective's list of numerical operations; use arithmetic"),
+        ("torch.empty_like(policy_chosen_logps)", "uninitialised memory is not available"),
+        ("policy_chosen_logps * torch.rand_like(policy_chosen_logps)", "randomness is not allowed"),
+    ],
+)
+def test_allow_list_refuses_by_name_with_advice(expression: str, expect: str) -> None:
+    with pytest.raises(PolicyViolation, match=re.escape(expect)):
+        check_source(f"def f({SIGNATURE}):\n    return {expression}\n")
+
+
+# ---- validation also sees graph-connected inputs ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "condition",
+    ["policy_chosen_logps.grad_fn is not None", "not policy_chosen_logps.is_leaf"],
+)
+def test_graph_inputs_check_catches_a_program_that_tells_training_apart(condition: str) -> None:
+    """A program that behaves on leaf tensors and not on a trainer's graph-connected ones (the static policy
+    refuses these names; the check is compiled around it here to show it holds on its own)."""
+    code = DPO.replace("    return losses", f"    if {condition}:\n        return losses * 0.5\n    return losses")
+    assert code != DPO
+    candidate = checks._Candidate("logistic_log_loss", compile(code, "<objective>", "exec"), checks.NullGuard(), None)
+    with pytest.raises(checks.CheckFailed, match="differ when its inputs come out of a computation graph"):
+        candidate.check_graph_inputs(0.1)
+    honest = checks._Candidate("logistic_log_loss", compile(DPO, "<objective>", "exec"), checks.NullGuard(), None)
+    honest.check_graph_inputs(0.1)
+
+
+def test_library_objectives_pass_the_graph_inputs_check(library_results: dict[str, dict]) -> None:
+    assert all(result["checks"]["graph_inputs"] == "pass" for result in library_results.values())

@@ -1,4 +1,5 @@
-"""The candidate-objective trainer against TRL's own losses, on a tiny real model."""
+"""The candidate-objective trainer against TRL's own losses, on a tiny real model; the objective always runs in
+the confined worker (sandbox.worker), as in the workflow."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from datasets import Dataset
 from trl import DPOTrainer
 
 from prefdisco.models import load_causal_lm, load_tokenizer
 from prefdisco.objectives import library_source
-from prefdisco.sandbox.loader import load_objective
+from prefdisco.sandbox.runner import SandboxLimits
+from prefdisco.sandbox.worker import ObjectiveWorker
 from prefdisco.training import (
     CandidateError,
     TrainingOptions,
@@ -41,6 +42,13 @@ def options(**overrides) -> TrainingOptions:
     defaults = dict(beta=0.1, learning_rate=1e-3, batch_size=4, max_steps=4, seed=0, device="cpu",
                     precision="fp32", max_length=64, warmup_steps=0, lr_scheduler="constant")
     return TrainingOptions(**{**defaults, **overrides})
+
+
+def train_through_worker(model_dir, dataset, code: str, opts: TrainingOptions, scratch, limits=SandboxLimits()):
+    model = load_causal_lm(model_dir, torch.device("cpu"))
+    with ObjectiveWorker(code, limits) as worker:
+        trainer, history = train_objective(model, load_tokenizer(model_dir), dataset, worker, opts, scratch)
+    return model, trainer, history
 
 
 def dataset_with_reference(model_dir, opts, tmp_path) -> Dataset:
@@ -76,9 +84,8 @@ def test_library_objective_trains_exactly_like_trl_builtin(tiny_model_dir, tmp_p
     opts = options(beta=beta)
     dataset = dataset_with_reference(tiny_model_dir, opts, tmp_path)
     tokenizer = load_tokenizer(tiny_model_dir)
-    ours = load_causal_lm(tiny_model_dir, torch.device("cpu"))
-    _, history = train_objective(ours, tokenizer, dataset, load_objective(library_source(library_name)), opts,
-                                 tmp_path / "ours")
+    ours, _, history = train_through_worker(tiny_model_dir, dataset, library_source(library_name), opts,
+                                            tmp_path / "ours")
 
     stock = load_causal_lm(tiny_model_dir, torch.device("cpu"))
     config = dpo_config(opts, tmp_path / "stock")
@@ -105,8 +112,8 @@ def test_training_runs_no_reference_forward(tiny_model_dir, tmp_path):
     model = load_causal_lm(tiny_model_dir, torch.device("cpu"))
     forwards = []
     model.register_forward_hook(lambda *_: forwards.append(1))
-    trainer, _ = train_objective(model, load_tokenizer(tiny_model_dir), dataset, load_objective(library_source("ipo")),
-                                 opts, tmp_path / "run")
+    with ObjectiveWorker(library_source("ipo")) as worker:
+        trainer, _ = train_objective(model, load_tokenizer(tiny_model_dir), dataset, worker, opts, tmp_path / "run")
     assert trainer.ref_model is None
     assert len(forwards) == opts.max_steps  # one policy forward per step, nothing else
 
@@ -116,54 +123,92 @@ def test_top_layer_training_leaves_lower_layers_untouched(tiny_model_dir, tmp_pa
     dataset = dataset_with_reference(tiny_model_dir, opts, tmp_path)
     model = load_causal_lm(tiny_model_dir, torch.device("cpu"))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    train_objective(model, load_tokenizer(tiny_model_dir), dataset, load_objective(library_source("dpo")), opts,
-                    tmp_path / "run")
+    with ObjectiveWorker(library_source("dpo")) as worker:
+        train_objective(model, load_tokenizer(tiny_model_dir), dataset, worker, opts, tmp_path / "run")
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all(n.startswith(("model.layers.1.", "model.norm")) for n in changed), changed
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ("return torch.full_like(policy_chosen_logps, float('nan')) + policy_chosen_logps", "non-finite loss"),
-    ("return (policy_chosen_logps - policy_rejected_logps).sum()", "expected per-example losses"),
-    ("return policy_chosen_logps.reshape(3, -1).sum(dim=0)", "objective raised RuntimeError"),
+    ("return torch.full_like(policy_chosen_logps, float('nan')) + policy_chosen_logps", r"non-finite loss \(nan\)"),
+    ("return (policy_chosen_logps - policy_rejected_logps).sum()", "return per-example losses of shape"),
+    ("return policy_chosen_logps.reshape(3, -1).sum(dim=0)", "objective raised RuntimeError at line 2"),
 ])
 def test_a_failing_objective_raises_candidate_error(tiny_model_dir, tmp_path, body, message):
     opts = options()
     dataset = dataset_with_reference(tiny_model_dir, opts, tmp_path)
     code = ("def broken(self, policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, "
             f"reference_rejected_logps):\n    {body}\n")
-    model = load_causal_lm(tiny_model_dir, torch.device("cpu"))
-    with pytest.raises(CandidateError, match=message):
-        train_objective(model, load_tokenizer(tiny_model_dir), dataset, load_objective(code), opts, tmp_path / "run")
+    with pytest.raises(CandidateError, match=message) as failure:
+        train_through_worker(tiny_model_dir, dataset, code, opts, tmp_path / "run")
+    assert str(failure.value).endswith("(at step 0)")
 
 
 def test_an_objective_that_hangs_in_training_is_stopped(tiny_model_dir, tmp_path):
-    opts = options(objective_timeout_seconds=1.0)
+    opts = options()
     dataset = dataset_with_reference(tiny_model_dir, opts, tmp_path)
     # Loops only on batches of 4 (training), so a sandbox probing other batch sizes could pass it.
     code = ("def stuck(self, policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, "
             "reference_rejected_logps):\n"
             "    while policy_chosen_logps.shape[0] == 4:\n        pass\n"
             "    return -F.logsigmoid(policy_chosen_logps - policy_rejected_logps)\n")
-    model = load_causal_lm(tiny_model_dir, torch.device("cpu"))
-    with pytest.raises(CandidateError, match="exceeded 1 s"):
-        train_objective(model, load_tokenizer(tiny_model_dir), dataset, load_objective(code), opts, tmp_path / "run")
+    with pytest.raises(CandidateError, match="timed out after 1 s during a call"):
+        train_through_worker(tiny_model_dir, dataset, code, opts, tmp_path / "run",
+                             SandboxLimits(cpu_seconds=5, wall_seconds=1.0))
 
 
-def test_an_objective_reaching_the_os_in_training_is_stopped(tiny_model_dir, tmp_path):
-    """As if code had slipped past the policy and the loader: the audit hook still blocks it in the trainer."""
-    opts = options()
+def test_the_surrogate_carries_the_objectives_loss_and_gradients(tiny_model_dir, tmp_path):
+    """One step's parameter gradients through the worker equal those of the objective applied in-process on the
+    trainer's own graph (the DPO library program, loaded here because it is trusted code)."""
+    from prefdisco.sandbox.loader import ObjectiveContext, load_objective
+
+    opts = options(max_steps=1, learning_rate=0.0)
     dataset = dataset_with_reference(tiny_model_dir, opts, tmp_path)
-    stolen = []
+    model, trainer, history = train_through_worker(tiny_model_dir, dataset, library_source("dpo"), opts,
+                                                   tmp_path / "run")
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    captured = {}
 
-    def exfiltrating(self, policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps):
-        stolen.append(open("/etc/hostname").read())
-        return -F.logsigmoid(self.beta * (policy_chosen_logps - policy_rejected_logps))
+    class Direct:
+        def evaluate(self, beta, pc, pr, rc, rr):
+            captured["inputs"] = (pc, pr, rc, rr)
+            return worker.evaluate(beta, pc, pr, rc, rr)
 
-    model = load_causal_lm(tiny_model_dir, torch.device("cpu"))
-    with pytest.raises(CandidateError, match=r"SandboxViolation: open\('/etc/hostname'\) is not permitted"):
-        train_objective(model, load_tokenizer(tiny_model_dir), dataset, exfiltrating, opts, tmp_path / "run")
-    assert stolen == []
+    with ObjectiveWorker(library_source("dpo")) as worker:
+        trainer.objective = Direct()
+        model.zero_grad()
+        surrogate = trainer._compute_loss(model, batch, return_outputs=False)
+        surrogate.backward()
+    through_worker = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.zero_grad()
+    completion_mask = batch["completion_mask"]
+    kwargs = {k: v for k, v in batch.items() if k not in ("completion_mask", "ref_chosen_logps", "ref_rejected_logps")}
+    outputs = model(**kwargs, use_cache=False, labels=batch["input_ids"].masked_fill(completion_mask == 0, -100),
+                    fused_lm_head=True)
+    chosen, rejected = outputs.log_probs[:, -(completion_mask.size(1) - 1):].sum(dim=1).chunk(2)
+    direct = load_objective(library_source("dpo"))(ObjectiveContext(opts.beta), chosen, rejected,
+                                                   batch["ref_chosen_logps"], batch["ref_rejected_logps"]).mean()
+    direct.backward()
+    assert surrogate.item() == pytest.approx(direct.item(), rel=1e-6)
+    assert through_worker.keys() == {n for n, p in model.named_parameters() if p.grad is not None}
+    for name, parameter in model.named_parameters():
+        if parameter.grad is not None:
+            torch.testing.assert_close(through_worker[name], parameter.grad, rtol=1e-4, atol=1e-7, msg=name)
+    assert history[0]["loss"] == pytest.approx(math.log(2), rel=1e-4)
+
+
+def test_train_py_never_loads_candidate_code():
+    """The training entry point has no path to the loader: candidate code reaches it only as text for the worker."""
+    import ast
+    import inspect
+
+    import prefdisco.train as train_module
+
+    imported = {alias.name for node in ast.walk(ast.parse(inspect.getsource(train_module)))
+                if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert {"load_objective", "define_objective", "compile_objective"}.isdisjoint(imported)
+    assert "ObjectiveWorker" in imported
 
 
 def test_missing_reference_logps_is_a_clear_error(tiny_model_dir, tmp_path):

@@ -16,6 +16,7 @@ import torch
 
 from .cli import json_option, setup_logging
 from .devices import assign_gpus
+from .errors import truncate_error
 from .io import provenance, read_json, write_json
 from .models import load_for_inference, load_tokenizer, precision_of, set_threads
 from .records import EVAL_FAILED, OK
@@ -48,10 +49,11 @@ def run_evaluation(task_name: str, task_options: dict, reference_json: Path, hel
     candidate_id = train_record["id"] if train_record else "reference"
     if train_record is not None and train_record["status"] != OK:
         return {"id": candidate_id, "status": train_record["status"], "fitness": None, "metrics": {},
-                "error": train_record["error"], "wall_seconds": 0.0}
+                "error": train_record["error"] and truncate_error(train_record["error"]), "wall_seconds": 0.0}
     if judged is not None and judged.get("status") != OK:  # no answers, or no rating the judge's replies parse to
         return {"id": candidate_id, "status": EVAL_FAILED, "fitness": None,
-                "metrics": judged_metrics(judged) if judged.get("judge") else {}, "error": judged.get("error"),
+                "metrics": judged_metrics(judged) if judged.get("judge") else {},
+                "error": judged.get("error") and truncate_error(judged["error"]),
                 "wall_seconds": time.monotonic() - started}
     task = get_task(task_name)
     options = task.to_options(task_options)

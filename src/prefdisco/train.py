@@ -3,6 +3,9 @@
 Writes ``train.json`` (status, metrics, error, timings) and the policy. A failure of the candidate's own code
 is a result (``train_failed``), recorded so the generation carries on; any other failure fails the job.
 
+The candidate's code never runs in this process: a confined worker (sandbox.worker) started per job, with the
+limits of the config's ``sandbox`` section per call, computes its losses and gradients.
+
 A job given several GPUs (``--gpus``, the rule's ``resources.gpu``) re-runs this entry point under accelerate,
 one process per GPU (:mod:`prefdisco.launch`); every process trains its shard, the first one writes the outputs.
 """
@@ -34,7 +37,10 @@ from .models import (
 from .policy import save_policy
 from .records import OK, TRAIN_FAILED
 from .reference import reference_path
-from .sandbox.loader import load_objective
+from .errors import truncate_error
+from .sandbox.policy import PolicyViolation, check_source
+from .sandbox.runner import SandboxLimits
+from .sandbox.worker import ObjectiveWorker
 from .training import (
     CandidateError,
     TrainingOptions,
@@ -49,8 +55,9 @@ log = logging.getLogger(__name__)
 
 
 def run_training(objective_spec: dict, reference_json: Path, pairs: list[dict], reference_logps: list[dict],
-                 options: TrainingOptions, policy_dir: Path) -> dict:
-    """Train one candidate; returns its training record."""
+                 options: TrainingOptions, policy_dir: Path, limits: SandboxLimits = SandboxLimits()) -> dict:
+    """Train one candidate, its objective served by a confined worker under ``limits`` per call; returns its
+    training record."""
     options = replace(options, **objective_spec.get("training_overrides", {}))
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)
@@ -58,8 +65,11 @@ def run_training(objective_spec: dict, reference_json: Path, pairs: list[dict], 
     record = {"id": objective_spec["id"], "status": OK, "error": None, "device": str(device),
               "processes": processes, "precision": precision, "options": asdict(options)}
     started = time.monotonic()
-    # The same constrained loader as the sandbox: there is no second, looser path into untrusted code.
-    objective = load_objective(objective_spec["code"])
+    try:
+        check_source(objective_spec["code"])  # a cheap early refusal: static, it executes nothing
+    except PolicyViolation as violation:
+        return _failed(record, objective_spec["id"], f"the static policy refused the objective: {violation}",
+                       policy_dir, started)
     model_dir = reference_path(reference_json)
     # With several processes the trainer places (or shards) the model itself: each process loading onto "cuda"
     # would put every copy on the first device.
@@ -70,20 +80,26 @@ def run_training(objective_spec: dict, reference_json: Path, pairs: list[dict], 
     tokenizer = load_tokenizer(model_dir)
     dataset = attach_reference_logps(pairs, reference_logps)
     record["batching"] = batching_record(len(dataset), options.batch_size, processes)
-    with tempfile.TemporaryDirectory() as scratch:
+    # Each process (rank) its own worker; it starts while the model loads and is gone when training ends.
+    with tempfile.TemporaryDirectory() as scratch, ObjectiveWorker(objective_spec["code"], limits) as worker:
         try:
-            trainer, history = train_objective(model, tokenizer, dataset, objective, options, Path(scratch))
+            trainer, history = train_objective(model, tokenizer, dataset, worker, options, Path(scratch))
         except CandidateError as error:
-            log.warning("candidate %s failed in training: %s", objective_spec["id"], error)
-            record.update(status=TRAIN_FAILED, error=str(error), metrics={}, history=[])
-            Path(policy_dir).mkdir(parents=True, exist_ok=True)
-            record["wall_seconds"] = time.monotonic() - started
-            return record
+            return _failed(record, objective_spec["id"], str(error), policy_dir, started)
         save_policy(trainer, model_dir, policy_dir, trained_names)
     record["metrics"] = summarise_history(history)
     record["history"] = history
     record["wall_seconds"] = time.monotonic() - started
     record["device_seconds"] = record["wall_seconds"] * processes if device.type == "cuda" else 0.0
+    return record
+
+
+def _failed(record: dict, candidate_id: str, error: str, policy_dir: Path, started: float) -> dict:
+    error = truncate_error(error)
+    log.warning("candidate %s failed in training: %s", candidate_id, error)
+    record.update(status=TRAIN_FAILED, error=error, metrics={}, history=[])
+    Path(policy_dir).mkdir(parents=True, exist_ok=True)
+    record["wall_seconds"] = time.monotonic() - started
     return record
 
 
@@ -94,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=Path, required=True)
     parser.add_argument("--reference-logps", type=Path, required=True)
     parser.add_argument("--training", type=json_option, default={}, help="training options (JSON)")
+    parser.add_argument("--sandbox", type=json_option, default={}, help="limits of one objective call in the worker "
+                        "(JSON: the config's sandbox section, cpu_seconds, memory_mb, wall_seconds)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--gpus", type=int, default=None, help="GPUs of this job, its own (resources.gpu); more "
                         "than one: one process per GPU under accelerate")
@@ -112,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
 
     spec = read_json(args.objective)
     record = run_training(spec, args.reference, read_jsonl(args.pairs), read_jsonl(args.reference_logps),
-                          TrainingOptions(**args.training), args.policy_dir)
+                          TrainingOptions(**args.training), args.policy_dir, SandboxLimits(**args.sandbox))
     if is_main_process():
         record["inputs"] = provenance(args.objective, args.reference, args.pairs, args.reference_logps)
         write_json(args.output, record)

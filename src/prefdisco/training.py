@@ -4,19 +4,20 @@ TRL 1.x has no per-loss hook, so ``ObjectiveDPOTrainer`` overrides ``_compute_lo
 ``compute_loss``): one policy forward over the [chosen; rejected] batch through TRL's fused LM head, then the
 candidate objective on the summed log-probs. Reference log-probs are never computed here: they come as dataset
 columns from the run's shared ``reference_logps`` stage, computed once by the same class in reference mode.
+
+The candidate's code never runs in this process. A confined worker (sandbox.worker) returns the per-example
+losses and d(mean loss)/d(policy log-probs); the trainer applies them through a surrogate whose value is the
+objective's mean loss and whose parameter gradients are exactly the objective's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import signal
-import threading
 from unittest import mock
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Protocol
 
 import torch
 from datasets import Dataset
@@ -29,18 +30,25 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer import dpo_trainer as dpo_trainer_module
 from trl.trainer.utils import add_fused_lm_head
 
+from .errors import CandidateError
 from .models import resolve_device, resolve_precision
-from .sandbox.audit import AuditGuard
-from .sandbox.loader import ObjectiveContext
 
 log = logging.getLogger(__name__)
 
 REFERENCE_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 
 
-class CandidateError(RuntimeError):
-    """The candidate objective itself failed during training (raised, non-finite, wrong shape): a result to record,
-    not a fault of the workflow."""
+__all__ = ["CandidateError", "ObjectiveDPOTrainer", "ObjectiveEvaluator", "TrainingOptions", "train_objective"]
+
+
+class ObjectiveEvaluator(Protocol):
+    """What the trainer asks of an objective: per-example losses and the gradients of their mean with respect to
+    the two policy vectors, as float64 CPU tensors of shape (B,); raises CandidateError when the objective fails.
+    For candidate code this is always the confined worker (sandbox.worker.ObjectiveWorker)."""
+
+    def evaluate(self, beta: float, policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                 reference_chosen: torch.Tensor, reference_rejected: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
 
 
 @dataclass
@@ -60,25 +68,20 @@ class TrainingOptions:
     precision: str = "auto"
     gradient_checkpointing: bool = False
     logging_steps: int = 1
-    objective_timeout_seconds: float = 60.0  # one objective call; validation ran it on small batches only
     distributed: str = "deepspeed_zero3"  # strategy of a job with several GPUs: configs/accelerate/<name>.yaml
     eval_pairs: int = 0  # pairs held out of training and scored every eval_steps (evaluation loss, Fig. 7); 0: none
     eval_steps: int = 16
 
 
 class ObjectiveDPOTrainer(DPOTrainer):
-    """DPOTrainer that applies ``objective`` (an objective program loaded by the sandbox's constrained loader).
+    """DPOTrainer that applies ``objective``, an :class:`ObjectiveEvaluator` (the confined worker).
 
     With ``objective=None`` it is in reference mode: it only computes reference log-probs (see
     :meth:`reference_logps`), so that tokenisation, truncation and summation match training exactly.
     """
 
-    def __init__(self, *args, objective: Callable | None = None, objective_timeout: float = 60.0, **kwargs):
+    def __init__(self, *args, objective: ObjectiveEvaluator | None = None, **kwargs):
         self.objective = objective
-        self.objective_timeout = objective_timeout
-        # Validation ran this code in the sandbox; here, in the training process, the static policy and the
-        # constrained loader hold it, and the audit hook blocks anything that reaches the OS during a call.
-        self.audit_guard = AuditGuard() if objective is not None else None
         # Two pieces of TRL's set-up this trainer never uses, skipped: with precompute_ref_log_probs TRL hashes
         # every weight to name its own log-prob cache (seconds for a small model, a minute for a 7B one), and
         # its fused LM head computes entropy, mean logits and top-1 hits on every forward for metrics that
@@ -88,7 +91,6 @@ class ObjectiveDPOTrainer(DPOTrainer):
             mock.patch.object(dpo_trainer_module, "add_fused_lm_head", _log_probs_only_lm_head),
         ):
             super().__init__(*args, **kwargs)
-        self.objective_context = ObjectiveContext(self.beta)
 
     def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
         # TRL would run the reference here; the columns come precomputed from the shared stage instead.
@@ -128,25 +130,21 @@ class ObjectiveDPOTrainer(DPOTrainer):
         ref_chosen = inputs["ref_chosen_logps"].to(chosen_logps)
         ref_rejected = inputs["ref_rejected_logps"].to(rejected_logps)
 
-        failure, loss = None, None
+        failure = None
         try:
-            with time_limit(self.objective_timeout), self.audit_guard.armed():
-                losses = self.objective(self.objective_context, chosen_logps, rejected_logps, ref_chosen, ref_rejected)
+            losses, grad_chosen, grad_rejected = self.objective.evaluate(
+                self.beta, chosen_logps.detach(), rejected_logps.detach(), ref_chosen, ref_rejected)
         except CandidateError as error:
-            failure = str(error)
-        except Exception as error:  # the candidate's own code failed: record it, don't crash the workflow
-            failure = f"objective raised {type(error).__name__}: {error}"
-        else:
-            if not isinstance(losses, torch.Tensor) or losses.shape != chosen_logps.shape:
-                shape = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
-                failure = f"objective returned {shape}, expected per-example losses of shape {tuple(chosen_logps.shape)}"
-            else:
-                loss = losses.mean()
-                if not torch.isfinite(loss):
-                    failure = f"non-finite loss ({loss.item()}) at step {self.state.global_step}"
+            failure = f"{error} (at step {self.state.global_step})"
         failure = self._failure_anywhere(failure)
         if failure is not None:
             raise CandidateError(failure)
+        # The surrogate: its gradient with respect to the policy log-probs is the objective's, so the parameter
+        # gradients are too; subtracting its detached self makes its value exactly 0, so the loss TRL logs and
+        # backpropagates carries the objective's own mean loss.
+        grad_chosen, grad_rejected = grad_chosen.to(chosen_logps), grad_rejected.to(rejected_logps)
+        surrogate = (grad_chosen * chosen_logps).sum() + (grad_rejected * rejected_logps).sum()
+        loss = losses.mean().to(surrogate) + (surrogate - surrogate.detach())
 
         chosen_rewards = self.beta * (chosen_logps - ref_chosen).detach()
         rejected_rewards = self.beta * (rejected_logps - ref_rejected).detach()
@@ -174,25 +172,6 @@ class ObjectiveDPOTrainer(DPOTrainer):
 
 def _log_probs_only_lm_head(model, **kwargs) -> None:
     add_fused_lm_head(model, **{**kwargs, "outputs": ("log_probs",)})
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float):
-    """Interrupt an objective call that runs too long (a loop that depends on the data can pass validation)."""
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum, frame):
-        raise CandidateError(f"objective call exceeded {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def dpo_config(options: TrainingOptions, output_dir: Path, threads: int | None = None) -> DPOConfig:
@@ -312,9 +291,9 @@ def compute_reference_logps(model, tokenizer, pairs: list[dict], options: Traini
     return [{"pair_id": i, "ref_chosen_logps": c, "ref_rejected_logps": r} for i, c, r in zip(pair_ids, chosen, rejected)]
 
 
-def train_objective(model, tokenizer, dataset: Dataset, objective: Callable, options: TrainingOptions,
+def train_objective(model, tokenizer, dataset: Dataset, objective: ObjectiveEvaluator, options: TrainingOptions,
                     scratch_dir: Path) -> tuple[ObjectiveDPOTrainer, list[dict]]:
-    """Fine-tune ``model`` in place with ``objective``; returns the trainer and its log history.
+    """Fine-tune ``model`` in place with ``objective`` (the confined worker); returns the trainer and its log history.
 
     Raises CandidateError when the objective fails; anything else is a fault of the workflow and propagates.
     """
@@ -332,8 +311,7 @@ def train_objective(model, tokenizer, dataset: Dataset, objective: Callable, opt
         raise ValueError(f"training.batch_size={options.batch_size} x {config.world_size} process(es) needs at least "
                          f"{per_step} preference pairs; the dataset has {len(dataset)}")
     trainer = ObjectiveDPOTrainer(model=model, args=config, train_dataset=dataset,
-                                  eval_dataset=eval_dataset, processing_class=tokenizer, objective=objective,
-                                  objective_timeout=options.objective_timeout_seconds)
+                                  eval_dataset=eval_dataset, processing_class=tokenizer, objective=objective)
     trainer.train()
     history = [dict(entry) for entry in trainer.state.log_history]
     for entry in history:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prefdisco.errors import truncate_error
 from prefdisco.families import FAMILY_NAMES
 from prefdisco.io import provenance, read_json, read_jsonl, write_json
 from prefdisco.sandbox.checks import CHECK_NAMES, empty_result
@@ -70,7 +71,7 @@ def _no_code_record(proposal: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": str(proposal["id"]),
         "valid": False,
-        "error": f"no code: {reason}",
+        "error": truncate_error(f"no code: {reason}"),
         "checks": result["checks"],
         "fingerprint": None,
         "measurements": {},

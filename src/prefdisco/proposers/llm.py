@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from ..errors import truncate_error
 from ..io import write_text
 from ..llm_client import Completion, ServerError
 from ..records import candidate_id, proposal
@@ -174,7 +175,7 @@ def propose_one(chat: Chat, archive: list[dict], generation: int, candidate: int
             reply = chat.complete(messages, temperature=temperature, sample=f"{record['id']}/turn{turn}/seed{seed}",
                                   note=transcript.note)
         except ServerError as error:
-            record["error"] = f"proposer request failed: {error}"
+            record["error"] = truncate_error(f"proposer request failed: {error}")
             break
         usage = record["usage"]
         usage["prompt_tokens"] += reply.prompt_tokens
@@ -188,7 +189,7 @@ def propose_one(chat: Chat, archive: list[dict], generation: int, candidate: int
         try:
             parsed = parse_reply(reply.content)
         except ReplyError as error:
-            reason = str(error)
+            reason = truncate_error(str(error))
             if reply.finish_reason == "length":
                 reason += " (the reply was cut off at the token limit)"
             transcript.note(f"malformed reply: {reason}")

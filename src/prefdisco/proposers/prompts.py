@@ -24,6 +24,7 @@ import json
 import math
 import random
 
+from ..errors import truncate_error
 from ..records import DUPLICATE, FAILED, OK
 from ..objectives import DISPLAY_NAMES
 
@@ -62,6 +63,9 @@ Rules (enforced by a static checker; code that breaks them is rejected):
 - No randomness, no global state, no try/except, no 'with' blocks, no eval/exec/getattr, no attributes \
 starting with '_'.
 - Do not call backward() or use autograd directly; just return the losses.
+- Use only numerical operations: arithmetic, elementwise functions (exp, log, sigmoid, logsigmoid, softplus, relu, \
+tanh, clamp ...), reductions (sum, mean, std, max ...), shape operations, comparisons and torch.where, dtype casts; \
+never .data, hooks, grad_fn, sparse tensors, in-place methods (add_), .numpy() or .tolist().
 
 Reply with ONE JSON object and nothing else:
 {"thought": "<why this loss might work better>", "name": "<short_snake_case_name>", "code": "<the full Python function as a string>"}
@@ -69,8 +73,7 @@ The "name" must equal the function's name in "code". Escape newlines in "code" a
 
 
 def _truncate(text: str, limit: int) -> str:
-    text = text or ""
-    return text if len(text) <= limit else text[:limit] + f"\n... [truncated, {len(text) - limit} more characters]"
+    return truncate_error(text or "", limit)
 
 
 def outcome_line(record: dict) -> str:

@@ -45,6 +45,7 @@ CHECK_NAMES = (
     "finite_gradient",
     "finite_at_extremes",
     "deterministic",
+    "graph_inputs",
     "fingerprint",
     "no_blocked_operations",
 )
@@ -131,6 +132,7 @@ def run_checks(
                 ("finite_gradient", lambda: candidate.check_finite_gradient(state["grads"])),
                 ("finite_at_extremes", candidate.check_finite_at_extremes),
                 ("deterministic", lambda: candidate.check_deterministic(beta)),
+                ("graph_inputs", lambda: candidate.check_graph_inputs(beta)),
                 ("fingerprint", lambda: state.update(fingerprint=candidate.fingerprint())),
             ):
                 _stage(progress, checks, stage, check)
@@ -393,6 +395,25 @@ class _Candidate:
         if not torch.equal(first, second):
             raise CheckFailed("the objective returned different losses for the same inputs (randomness such as "
                               "torch.rand or dropout is not allowed); it must be a deterministic function")
+
+    def check_graph_inputs(self, beta: float) -> None:
+        """Once on graph-connected policy log-probs, as a trainer's forward pass produces them (non-leaf tensors
+        with a grad_fn), made by a small differentiable function whose value is the identity: losses and
+        gradients must equal those of the leaf call, so that no program can tell validation from training."""
+        leaves = random_inputs(7, seed=8, grad=True)
+        expected = self.losses(beta, leaves, "leaf inputs")
+        expected_grads = self.gradients(expected, leaves[:2], "leaf inputs")
+        sources = random_inputs(7, seed=8, grad=True)
+        scale = torch.ones((), requires_grad=True)  # x * 1 is exact: the same values, now with a graph behind them
+        connected = (sources[0] * scale, sources[1] * scale, *sources[2:])
+        out = self.losses(beta, connected, "graph-connected inputs")
+        grads = self.gradients(out, sources[:2], "graph-connected inputs")
+        for what, got, want in (("losses", out, expected), ("gradient", grads[0], expected_grads[0]),
+                                ("gradient", grads[1], expected_grads[1])):
+            if not torch.allclose(got.detach(), want.detach(), rtol=1e-5, atol=1e-6, equal_nan=True):
+                raise CheckFailed(
+                    f"the objective's {what} differ when its inputs come out of a computation graph (as in training) "
+                    "from the same values as leaf tensors; the loss must depend on the values of its inputs only")
 
     def fingerprint(self) -> str:
         parts = []

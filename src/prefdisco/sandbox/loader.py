@@ -2,8 +2,8 @@
 
 It applies the static policy, compiles the code on its own (no inherited ``__future__`` flags) and executes
 the definition in a fresh namespace that holds only torch, F, math and a small dict of safe builtins. The
-sandbox child uses it, and so does the training process: the policy plus the namespace are the defence
-there; the sandbox adds OS-level limits on top.
+validation child and the training worker (sandbox.worker) use it, both confined by runner.confine; the
+training process itself never loads candidate code.
 """
 
 from __future__ import annotations

@@ -9,8 +9,13 @@ The policy is a whitelist where that is practical:
   public functions, dtypes, numbers or a few harmless classes, or one of the allowed submodules used as a
   prefix (``torch.nn.functional.softplus``). This matters because ``torch.os``, ``torch.ctypes`` and ``F.np``
   exist: a name blacklist alone would miss them;
-* attributes on other values (tensors, locals) pass unless they start with ``_`` or are on a deny list of
-  names that reach the OS, global state or interpreter internals.
+* functions of torch, F, torch.linalg and torch.special, and every attribute on a value (a tensor, a local, a
+  call's result), must be on the allow-list of numerical operations (:data:`NUMERICAL_OPERATIONS`: arithmetic,
+  elementwise functions, reductions, shape operations, comparisons and where, dtype casts, tensor creation).
+  Everything else is refused by name: raw memory (data, data_ptr, storage, sparse tensors), the autograd graph
+  (grad_fn, register_hook, backward, requires_grad_), in-place methods (``add_``), copies out of torch (numpy,
+  tolist), randomness. A deny list of names that reach the OS or interpreter internals stays in front, for its
+  messages. ``math`` is numeric only: all of its public names are allowed.
 
 Messages name the line and the fix, because they are fed back word for word to the LLM that wrote the code.
 Resolving module attributes imports torch in the checking process (lazily); it never runs candidate code.
@@ -72,6 +77,79 @@ ATTRIBUTE_HINTS = {
     "format": "string formatting is not needed in a loss",
     "autograd": "the trainer computes gradients; write the loss with ordinary differentiable torch ops",
 }
+
+# The allow-list: every function of torch / F / torch.linalg / torch.special and every attribute on a value that an
+# objective may use. An objective is a numerical function of four vectors, so numerical operations are all it needs.
+# Listed in the contract (objectives/README) and, in one line, in the proposers' system prompt.
+ALLOWED_OPERATION_GROUPS: dict[str, str] = {
+    # arithmetic: +, -, *, / and ** have method forms too
+    "arithmetic": """add sub subtract mul multiply div divide true_divide floor_divide remainder fmod neg negative
+        reciprocal pow float_power square sqrt rsqrt abs absolute sign sgn signbit addcmul addcdiv lerp hypot
+        matmul mm bmm dot outer einsum""",
+    # elementwise functions, torch / F / torch.special spellings
+    "elementwise": """exp exp2 expm1 log log2 log10 log1p logaddexp logaddexp2 sigmoid logsigmoid softplus relu relu6
+        elu selu celu gelu silu mish leaky_relu hardtanh tanh tanhshrink softsign hardsigmoid hardswish softshrink
+        hardshrink threshold glu sin cos tan asin acos atan atan2 arcsin arccos arctan sinh cosh asinh acosh atanh
+        erf erfc erfinv erfcx lgamma digamma polygamma gammaln psi expit logit log_ndtr ndtr ndtri xlogy xlog1py
+        entr sinc i0 i0e i1 i1e clamp clip clamp_min clamp_max floor ceil round trunc frac nan_to_num""",
+    # reductions and scans (with their named-tuple results .values / .indices)
+    "reductions": """sum mean std var std_mean var_mean prod max min amax amin aminmax argmax argmin median nanmedian
+        quantile nanquantile nanmean nansum logsumexp norm vector_norm cumsum cumprod cummax cummin logcumsumexp
+        softmax log_softmax softmin normalize all any count_nonzero topk sort argsort kthvalue values indices""",
+    # the losses F offers ready-made
+    "losses": """binary_cross_entropy binary_cross_entropy_with_logits mse_loss l1_loss smooth_l1_loss huber_loss
+        soft_margin_loss margin_ranking_loss hinge_embedding_loss kl_div cosine_similarity""",
+    # comparisons, tests and selection
+    "comparisons": """eq ne lt le gt ge greater greater_equal less less_equal isclose allclose equal isfinite isnan
+        isinf isposinf isneginf where maximum minimum fmax fmin masked_fill logical_and logical_or logical_not
+        logical_xor heaviside""",
+    # shape: read, reshape, combine, split, reorder
+    "shape": """shape size dim ndim numel nelement reshape view view_as flatten squeeze unsqueeze expand expand_as
+        repeat repeat_interleave transpose permute t T mT cat concat concatenate stack hstack vstack chunk split
+        unbind narrow flip fliplr roll gather index_select take_along_dim diag diagonal tril triu broadcast_to
+        contiguous clone detach item""",
+    # dtype and device: casts, and the numeric limits of a dtype
+    "dtypes": """to type_as float double half bfloat16 long int bool dtype device is_floating_point is_complex
+        eps tiny bits resolution""",
+    # new tensors (deterministic, initialised)
+    "creation": """tensor as_tensor scalar_tensor zeros ones full zeros_like ones_like full_like arange linspace
+        logspace eye""",
+    # methods of the Python values a loss builds along the way (lists of terms, dicts of weights)
+    "containers": """append extend insert pop items keys get index count""",
+}
+NUMERICAL_OPERATIONS = frozenset(name for group in ALLOWED_OPERATION_GROUPS.values() for name in group.split())
+
+# Refused names that an honest author (or an LLM) may reach for: why, and what to write instead.
+REFUSAL_HINTS = {
+    "data": "'.data' bypasses autograd and aliases the trainer's tensor; use the tensor itself, or .detach() for "
+            "a constant copy",
+    "data_ptr": "raw memory addresses are not available",
+    "storage_offset": "storages are not available",
+    "grad_fn": "the autograd graph is not available; the loss must be an ordinary function of its four inputs",
+    "grad": "the autograd graph is not available; return the losses and the trainer computes gradients",
+    "is_leaf": "the autograd graph is not available; the loss must be an ordinary function of its four inputs",
+    "requires_grad": "the autograd graph is not available; the loss must be an ordinary function of its four inputs",
+    "register_hook": "hooks are not allowed; write the loss you want directly",
+    "register_post_accumulate_grad_hook": "hooks are not allowed; write the loss you want directly",
+    "retain_grad": "the trainer computes gradients; return the per-example losses",
+    "to_dense": "sparse tensors are not available; use dense tensors",
+    "tolist": "stay in torch (.tolist() copies the data out of the graph); use tensor operations, or .item() for one "
+              "number",
+    "empty": "uninitialised memory is not available; use torch.zeros or torch.full",
+    "empty_like": "uninitialised memory is not available; use torch.zeros_like or torch.full_like",
+    "rand": "randomness is not allowed; the loss must be deterministic",
+    "rand_like": "randomness is not allowed; the loss must be deterministic",
+    "randn": "randomness is not allowed; the loss must be deterministic",
+    "randn_like": "randomness is not allowed; the loss must be deterministic",
+    "randint": "randomness is not allowed; the loss must be deterministic",
+    "bernoulli": "randomness is not allowed; the loss must be deterministic",
+    "multinomial": "randomness is not allowed; the loss must be deterministic",
+    "dropout": "randomness is not allowed; the loss must be deterministic",
+}
+ALLOWED_HINT = ("use arithmetic, torch/F elementwise functions (exp, log, sigmoid, logsigmoid, softplus, relu, tanh, "
+                "clamp ...), reductions (sum, mean, std, max ...), shape operations (reshape, unsqueeze, cat, stack "
+                "...), comparisons and torch.where, dtype casts (.float(), .to()) or torch.zeros_like / ones_like / "
+                "full_like")
 
 # Classes reachable from torch that are plain values (isinstance checks, numeric limits).
 # The legacy tensor types appear in the paper's prompt template as annotations (-> torch.FloatTensor).
@@ -453,7 +531,7 @@ def _module_attribute_problem(module: str, attribute: str, spelled: str | None =
     if isinstance(value, (bool, int, float, str)) or _is_dtype(value):
         return None
     if callable(value):
-        return None
+        return _operation_problem(attribute, full)
     return f"'{full}' is not allowed in an objective"
 
 
@@ -466,7 +544,24 @@ def _attribute_name_problem(attribute: str, spelled: str | None = None) -> str |
     if attribute in FORBIDDEN_ATTRIBUTES or FORBIDDEN_ATTRIBUTE_PATTERN.search(attribute):
         return f"'{shown}' is not allowed in an objective (it reaches files, processes, compilation, global " \
                "state or interpreter internals)"
+    if spelled is None:  # an attribute of a value: a tensor method, a tensor property, a list method ...
+        return _operation_problem(attribute, shown)
     return None
+
+
+def _operation_problem(attribute: str, shown: str) -> str | None:
+    """Why ``attribute`` (a function of a module, or any attribute of a value) is not a numerical operation an
+    objective may use, in words an author can act on; None when it is on the allow-list."""
+    if attribute in NUMERICAL_OPERATIONS:
+        return None
+    if attribute in REFUSAL_HINTS:
+        return f"'{shown}' is not allowed in an objective: {REFUSAL_HINTS[attribute]}"
+    if attribute.endswith("_"):
+        return (f"'{shown}' modifies a tensor in place, which is not allowed in an objective; use the out-of-place "
+                f"form ('{attribute[:-1]}', or an operator) and assign the result to a new variable")
+    if "sparse" in attribute:
+        return f"'{shown}' is not allowed in an objective: sparse tensors are not available; use dense tensors"
+    return f"'{shown}' is not on the objective's list of numerical operations; {ALLOWED_HINT}"
 
 
 def _resolve_module(name: str) -> types.ModuleType:

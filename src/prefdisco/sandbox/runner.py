@@ -1,5 +1,7 @@
 """Run candidate objectives in forked, resource-limited children; the calling process never executes them.
 
+The confinement of layer 2 is one function, :func:`confine`, shared with the training worker (sandbox.worker).
+
 Layers, outermost first:
 
 1. static policy (policy.check_source), applied in the parent on the source text only: rejected programs
@@ -43,6 +45,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional  # noqa: F401 -- loaded before forking, so children never import
 
+from prefdisco.errors import truncate_error
 from prefdisco.families import get_family
 from prefdisco.sandbox import checks, landlock
 from prefdisco.sandbox.audit import AuditGuard
@@ -265,7 +268,7 @@ def _finish(candidate_id: str, result: dict[str, Any], elapsed: float) -> dict[s
     return {
         "id": candidate_id,
         "valid": bool(result["valid"]),
-        "error": result["error"],
+        "error": result["error"] and truncate_error(result["error"]),
         "checks": result["checks"],
         "fingerprint": result["fingerprint"],
         "measurements": result["measurements"],
@@ -283,7 +286,7 @@ def _child_main(code: str, beta: float, limits: SandboxLimits, write_fd: int, wo
     try:
         # Never collect objects inherited from the parent: their finalizers could act on the parent's files.
         gc.freeze()
-        write_fd = _isolate(limits, write_fd, workdir)
+        (write_fd,) = confine(limits, (write_fd,), workdir)
         guard = AuditGuard()
         result = run_checks(
             code, beta, guard, progress=lambda stage: _send(write_fd, {"stage": stage}), memory_mb=limits.memory_mb
@@ -297,15 +300,25 @@ def _child_main(code: str, beta: float, limits: SandboxLimits, write_fd: int, wo
         os._exit(status)  # skip atexit and finalizers inherited from the parent (pytest, loggers, temp dirs)
 
 
-def _isolate(limits: SandboxLimits, write_fd: int, workdir: str) -> int:
-    """Everything the child does before it reads the candidate. Returns the result pipe's (new) fd."""
-    # Keep the result pipe clear of fds 0-2 (a host that closed its stdout could have handed out 1 or 2).
-    write_fd = fcntl.fcntl(write_fd, fcntl.F_DUPFD, 3)
+def confine(limits: SandboxLimits, keep_fds: tuple[int, ...], workdir: str,
+            cpu_limit: tuple[int, int] | None = None) -> tuple[int, ...]:
+    """Everything a process does before it reads candidate code: the one confinement of the validation child and
+    the training worker (sandbox.worker). Returns the kept fds' new numbers, in order.
+
+    ``cpu_limit`` is the (soft, hard) RLIMIT_CPU; by default (cpu_seconds, cpu_seconds + 1). The training worker
+    keeps the hard limit open and moves the soft one before each call, since its CPU time adds up over a job.
+    """
+    # Keep the pipes clear of fds 0-2 (a host that closed its stdout could have handed out 1 or 2).
+    kept = tuple(fcntl.fcntl(fd, fcntl.F_DUPFD, 3) for fd in keep_fds)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # printed output and torch warnings go nowhere, however large
         os.dup2(devnull, fd)
-    os.closerange(3, write_fd)  # no access to the parent's files, sockets or other children's pipes
-    os.closerange(write_fd + 1, _max_fd())
+    # No access to the parent's files, sockets or other children's pipes: close every fd but the kept ones.
+    previous = 2
+    for fd in sorted(kept):
+        os.closerange(previous + 1, fd)
+        previous = fd
+    os.closerange(previous + 1, _max_fd())
     torch.set_num_threads(1)
     if _libc.unshare(CLONE_NEWNET) != 0:
         pass  # not permitted (no CAP_SYS_ADMIN): the audit hook still blocks sockets
@@ -324,9 +337,9 @@ def _isolate(limits: SandboxLimits, write_fd: int, workdir: str) -> int:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+    resource.setrlimit(resource.RLIMIT_CPU, cpu_limit or (limits.cpu_seconds, limits.cpu_seconds + 1))
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    return write_fd
+    return kept
 
 
 def _max_fd() -> int:
