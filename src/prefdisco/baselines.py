@@ -166,7 +166,12 @@ def _signed(value: float | None) -> str:
 
 
 def _number(value, digits: int = 4) -> str:
-    return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
+    return f"{value:.{digits}f}" if _present(value) and math.isfinite(value) else ""
+
+
+def _present(value) -> bool:
+    """Not missing: a table cell pandas may have turned from None into NaN."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def markdown(table: pd.DataFrame, sentence: str) -> str:
@@ -176,12 +181,12 @@ def markdown(table: pd.DataFrame, sentence: str) -> str:
              "| --- | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | --- | ---: | --- |"]
     for row in table.to_dict("records"):
         fitness = (f"{_number(row['fitness_mean'])} [{_number(row['fitness_ci_low'])}, "
-                   f"{_number(row['fitness_ci_high'])}]") if row["best"] else ""
+                   f"{_number(row['fitness_ci_high'])}]") if _present(row["fitness_mean"]) else ""
         versus = (f"{_signed(row['vs_control_mean'])} [{_signed(row['vs_control_ci_low'])}, "
-                  f"{_signed(row['vs_control_ci_high'])}]") if row["vs_control_mean"] is not None else ""
+                  f"{_signed(row['vs_control_ci_high'])}]") if _present(row["vs_control_mean"]) else ""
         minus = (f"{_signed(row['discovery_minus_mean'])} [{_signed(row['discovery_minus_ci_low'])}, "
-                 f"{_signed(row['discovery_minus_ci_high'])}]") if row["discovery_minus_mean"] is not None else ""
-        best = f"{row['best_name']} ({row['best']})" if row["best"] else "none evaluated"
+                 f"{_signed(row['discovery_minus_ci_high'])}]") if _present(row["discovery_minus_mean"]) else ""
+        best = f"{row['best_name']} ({row['best']})" if _present(row["best"]) else "none evaluated"
         lines.append(f"| {row['search']} | {row['proposed']} | {row['trained']} | {row['evaluated']} "
                      f"| {row['replica_trainings']} | {best} | {row['seeds']} | {fitness} | {versus} | {minus} "
                      f"| {_number(row['p_discovery_better_holm'], 3)} | {row['comparison']} |")
