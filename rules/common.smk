@@ -88,14 +88,19 @@ def run_locally(rule_name):
     return rule_name in config["local_rules"]
 
 
+BASELINE_SEARCH = re.compile(r"(?P<home>.+?)/baselines/(?P<baseline>\w+)")
+
+
 def home_run(run):
     """The discovery run a search belongs to: itself, or the run a baseline search was started beside."""
-    return run.split("/baselines/")[0]
+    match = BASELINE_SEARCH.fullmatch(run)
+    return match.group("home") if match else run
 
 
 def baseline_of(run):
     """The baseline a search is (random, best_of_n), or None for the discovery run itself."""
-    return run.split("/baselines/")[1] if "/baselines/" in run else None
+    match = BASELINE_SEARCH.fullmatch(run)
+    return match.group("baseline") if match else None
 
 
 def shared(path):
