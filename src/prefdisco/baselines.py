@@ -196,7 +196,9 @@ def markdown(table: pd.DataFrame, sentence: str) -> str:
               "the difference to the control, after Holm's correction when any candidate beats it) and then "
               "re-estimated from every seed the cascade gave it; the difference of two selected maxima still "
               "carries some selection bias, which more seeds (fitness.seeds) shrink. Budgets are counted beyond "
-              "the shared generation 0."]
+              "the shared generation 0. best_of_n's generation 1 reads what the discovery's generation 1 read "
+              "(generation 0 only) with the same proposer seed, so the two propose alike there and part from "
+              "generation 2 on, where only the discovery sees the scores."]
     return "\n".join(lines) + "\n"
 
 
