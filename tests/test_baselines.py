@@ -8,7 +8,13 @@ import random
 import pandas as pd
 import pytest
 
-from prefdisco.baselines import baselines_table, discovery_minus, main, markdown, replicas_by_search
+from prefdisco.baselines import (
+    baselines_table,
+    discovery_minus,
+    main,
+    markdown,
+    replicas_by_search,
+)
 from prefdisco.statistics import paired_difference, seed_variance_of
 
 PROMPTS = 20

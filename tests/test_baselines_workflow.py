@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from test_workflow import snakemake, write_config
 
 pytestmark = pytest.mark.workflow

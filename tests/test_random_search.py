@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from test_evolution import assert_sandbox_friendly, call, load_function, random_logps
 
 from prefdisco.objectives import library_source
 from prefdisco.propose import main as propose_main
@@ -22,7 +23,6 @@ from prefdisco.proposers.evolution import (
     validate_genome,
 )
 from prefdisco.proposers.random_search import propose_random
-from test_evolution import assert_sandbox_friendly, call, load_function, random_logps
 
 
 class Unreadable(dict):

@@ -23,16 +23,24 @@ import argparse
 import logging
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import pandas as pd
 
 from .cascade import seed_of, values_by_seed
 from .cli import setup_logging
 from .io import read_json, read_jsonl, write_text
-from .records import OK, TRAINED, TRAIN_FAILED
-from .statistics import HOLM, METHOD, Estimate, holm, paired_difference, p_value_greater, seed_variance_of
+from .records import OK, TRAIN_FAILED, TRAINED
+from .statistics import (
+    HOLM,
+    METHOD,
+    Estimate,
+    holm,
+    p_value_greater,
+    paired_difference,
+    seed_variance_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +184,8 @@ def _present(value) -> bool:
 
 def markdown(table: pd.DataFrame, sentence: str) -> str:
     lines = ["# Search baselines at equal budget", "", sentence, "",
-             "| search | proposed | trained | evaluated | replica seeds | best | seeds | fitness [95% CI] "
-             "| vs control [95% CI] | discovery best minus this best [95% CI] | Holm p | comparison |",
+             ("| search | proposed | trained | evaluated | replica seeds | best | seeds | fitness [95% CI] "
+              "| vs control [95% CI] | discovery best minus this best [95% CI] | Holm p | comparison |"),
              "| --- | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | --- | ---: | --- |"]
     for row in table.to_dict("records"):
         fitness = (f"{_number(row['fitness_mean'])} [{_number(row['fitness_ci_low'])}, "
@@ -192,13 +200,13 @@ def markdown(table: pd.DataFrame, sentence: str) -> str:
                      f"| {_number(row['p_discovery_better_holm'], 3)} | {row['comparison']} |")
     lines += ["", "Searches:"]
     lines += [f"- {row['search']}: {row['description']}" for row in table.to_dict("records")]
-    lines += ["", f"Intervals: {METHOD}. Each search's best is chosen by the verdict's rule (highest lower bound of "
+    lines += ["", (f"Intervals: {METHOD}. Each search's best is chosen by the verdict's rule (highest lower bound of "
               "the difference to the control, after Holm's correction when any candidate beats it) and then "
               "re-estimated from every seed the cascade gave it; the difference of two selected maxima still "
               "carries some selection bias, which more seeds (fitness.seeds) shrink. Budgets are counted beyond "
               "the shared generation 0. best_of_n's generation 1 reads what the discovery's generation 1 read "
               "(generation 0 only) with the same proposer seed, so the two propose alike there and part from "
-              "generation 2 on, where only the discovery sees the scores."]
+              "generation 2 on, where only the discovery sees the scores.")]
     return "\n".join(lines) + "\n"
 
 

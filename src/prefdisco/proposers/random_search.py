@@ -49,10 +49,11 @@ def archive_genomes(archive: list[dict], space: ExpressionSpace) -> list[Genome]
 
 
 def propose_random(archive: list[dict], generation: int, population: int, seed: int,
-                   options: EvolutionOptions = EvolutionOptions(), space: ExpressionSpace | None = None) -> list[dict]:
+                   options: EvolutionOptions | None = None, space: ExpressionSpace | None = None) -> list[dict]:
     """``population`` objectives drawn at random from ``space``'s genomes of depth at most ``options.max_depth``;
     deterministic in (seed, generation) and in the archive's genomes."""
     space = space or PREFERENCE_SPACE
+    options = options or EvolutionOptions()
     if population < 0:
         raise ValueError(f"population must be non-negative, got {population}")
     if options.max_depth < 2:
