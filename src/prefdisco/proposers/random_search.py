@@ -70,7 +70,7 @@ def propose_random(archive: list[dict], generation: int, population: int, seed: 
             expression = genome_to_string(genome)
             proposals.append(proposal(
                 generation, k, name=name,
-                thought=f"Random search: drew {expression} uniformly from the expression space (draw {draws}; "
+                thought=f"Random search: drew {expression} from the expression space (draw {draws}; "
                         f"no archive fitness was read).",
                 code=space.render(genome, name, f"random search: {expression}"), genome=genome, parents=[],
                 proposer={"backend": "random", "model": None, "temperature": None, "seed": seed}))
