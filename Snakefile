@@ -30,6 +30,7 @@ else:
     include: "rules/train_evaluate.smk"
     include: "rules/experiments.smk"
     include: "rules/cascade.smk"
+    include: "rules/baselines.smk"
     include: "rules/outputs.smk"
     include: "rules/judging.smk"
     include: "rules/paper.smk"
@@ -45,6 +46,13 @@ rule all:
 rule experiments:
     input:
         experiment_targets(),
+
+
+# Did the search beat chance? Random search and "sample N, keep the best" at the discovery's budget, beside the run,
+# and results/<run>/baselines.{csv,md}: `snakemake --cores all baselines`.
+rule baselines:
+    input:
+        baselines_targets(),
 
 
 # The paper's figures and tables this run's results support, and results/paper/MANIFEST.md: `snakemake paper`.

@@ -32,8 +32,13 @@ GENERATIONS = config["discovery"]["generations"]
 FAMILY = config["family"]  # the objective family (src/prefdisco/families)
 
 
+# The search baselines of a run (rules/baselines.smk): each is a search of its own under
+# results/<run>/baselines/<name>/, sharing the run's reference, data, reference log-probs, control and generation 0.
+BASELINES = ("random", "best_of_n")
+
+
 wildcard_constraints:
-    run=r"[A-Za-z0-9_.-]+",
+    run=rf"[A-Za-z0-9_.-]+(?:/baselines/(?:{'|'.join(BASELINES)}))?",
     g=r"\d+",
     k=r"\d+",
     seed=r"\d+",
@@ -83,9 +88,54 @@ def run_locally(rule_name):
     return rule_name in config["local_rules"]
 
 
+BASELINE_SEARCH = re.compile(r"(?P<home>.+?)/baselines/(?P<baseline>\w+)")
+
+
+def home_run(run):
+    """The discovery run a search belongs to: itself, or the run a baseline search was started beside."""
+    match = BASELINE_SEARCH.fullmatch(run)
+    return match.group("home") if match else run
+
+
+def baseline_of(run):
+    """The baseline a search is (random, best_of_n), or None for the discovery run itself."""
+    match = BASELINE_SEARCH.fullmatch(run)
+    return match.group("baseline") if match else None
+
+
+def shared(path):
+    """An input every search of a run shares (reference, data, reference log-probs): computed once, in the run."""
+    return lambda wildcards: f"results/{home_run(wildcards.run)}/{path}"
+
+
+def generation_run(run, g):
+    """Whose generation g a search uses: every search starts from the run's own generation 0 (the seed archive)."""
+    return home_run(run) if int(g) == 0 else run
+
+
 def previous_archive(wildcards):
     g = int(wildcards.g)
-    return [] if g == 0 else f"results/{wildcards.run}/gen{g - 1}/archive.jsonl"
+    return [] if g == 0 else f"results/{generation_run(wildcards.run, g - 1)}/gen{g - 1}/archive.jsonl"
+
+
+def proposal_archive(wildcards):
+    """What the proposer reads: the previous archive; "sample N, keep the best" only ever sees generation 0."""
+    if baseline_of(wildcards.run) == "best_of_n" and int(wildcards.g) > 0:
+        return f"results/{home_run(wildcards.run)}/gen0/archive.jsonl"
+    return previous_archive(wildcards)
+
+
+def proposer_backend(wildcards):
+    """Random search draws from the evolution backend's expression space; every other search uses the run's."""
+    return "random" if baseline_of(wildcards.run) == "random" else config["discovery"]["proposer"]["backend"]
+
+
+def proposer_options(wildcards):
+    """The backend's options; random search takes the evolution options (depth, tries) when the run has them."""
+    proposer = config["discovery"]["proposer"]
+    if baseline_of(wildcards.run) == "random" and proposer["backend"] != "evolution":
+        return as_json({})
+    return as_json(proposer["options"])
 
 
 def trained_candidates(wildcards):
@@ -188,7 +238,7 @@ def benchmark_local_files(name):
 
 def answering_model(wildcards):
     """The model that answers: the reference, or a trained unit (its policy and training record)."""
-    inputs = {"reference": f"results/{wildcards.run}/reference/reference.json"}
+    inputs = {"reference": f"results/{home_run(wildcards.run)}/reference/reference.json"}
     if wildcards.model != "reference":
         inputs["policy"] = f"results/{wildcards.run}/{wildcards.model}/policy"
         inputs["train_record"] = f"results/{wildcards.run}/{wildcards.model}/train.json"
@@ -237,8 +287,8 @@ def control_unit(run, s):
     repeat the same numbers."""
     seeds = config["discovery"]["seed_objectives"]
     if s == 0 and CONTROL in seeds:
-        return f"results/{run}/gen0/cand{seeds.index(CONTROL)}"
-    return f"results/{run}/experiments/control/{CONTROL}/beta{config['training']['beta']}/seed{FIRST_SEED + s}"
+        return f"results/{home_run(run)}/gen0/cand{seeds.index(CONTROL)}"
+    return f"results/{home_run(run)}/experiments/control/{CONTROL}/beta{config['training']['beta']}/seed{FIRST_SEED + s}"
 
 
 def control_arguments():
@@ -259,13 +309,46 @@ def promoted_candidates(run, g):
 
 
 def promotion_decisions(wildcards):
-    return [f"results/{wildcards.run}/gen{g}/promotion.json" for g in range(GENERATIONS + 1)]
+    return [f"results/{generation_run(wildcards.run, g)}/gen{g}/promotion.json" for g in range(GENERATIONS + 1)]
+
+
+def replica_paths(search):
+    """Seeds 2..n of every promoted candidate of a search: raising fitness.seeds adds only the new ones."""
+    runs = [(g, generation_run(search, g)) for g in range(GENERATIONS + 1)]
+    return [f"results/{run}/gen{g}/cand{k}/seed{FIRST_SEED + s}/eval.json"
+            for g, run in runs for k in promoted_candidates(run, g) for s in range(1, SEEDS)]
 
 
 def replica_evaluations(wildcards):
-    """Seeds 2..n of every promoted candidate: raising fitness.seeds adds only the new ones."""
-    return [f"results/{wildcards.run}/gen{g}/cand{k}/seed{FIRST_SEED + s}/eval.json"
-            for g in range(GENERATIONS + 1) for k in promoted_candidates(wildcards.run, g) for s in range(1, SEEDS)]
+    return replica_paths(wildcards.run)
+
+
+# --- search baselines at the discovery's budget (rules/baselines.smk) ------------------------------------------------
+
+
+def baseline_runs(run):
+    return [f"{run}/baselines/{name}" for name in BASELINES]
+
+
+def baselines_targets():
+    """The table comparing the discovery's best with each baseline's (preference family, one generation or more)."""
+    if FAMILY != "preference" or GENERATIONS < 1:
+        return []
+    return [f"results/{RUN}/baselines.csv", f"results/{RUN}/baselines.md"]
+
+
+def search_archives(wildcards):
+    return [f"results/{run}/archive.jsonl" for run in [wildcards.run, *baseline_runs(wildcards.run)]]
+
+
+def search_verdicts(wildcards):
+    return [f"results/{run}/verdict.json" for run in [wildcards.run, *baseline_runs(wildcards.run)]]
+
+
+def search_replicas(wildcards):
+    """Every replica seed of every search (the discovery's and each baseline's): the best's seeds are among them."""
+    return sorted({path for run in [wildcards.run, *baseline_runs(wildcards.run)]
+                   for path in replica_paths(run)})
 
 
 # --- the paper's figures and tables (rules/paper.smk) ------------------------------------------------------------

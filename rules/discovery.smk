@@ -10,7 +10,7 @@ localrules:
 rule propose:
     localrule: run_locally("propose")
     input:
-        previous_archive,
+        proposal_archive,
     output:
         proposals="results/{run}/gen{g}/proposals.json",
         transcripts=directory("results/{run}/gen{g}/transcripts"),
@@ -19,8 +19,8 @@ rule propose:
         family=FAMILY,
         seed_objectives=" ".join(config["discovery"]["seed_objectives"]),
         population=config["discovery"]["population"],
-        backend=config["discovery"]["proposer"]["backend"],
-        options=as_json(config["discovery"]["proposer"]["options"]),
+        backend=proposer_backend,
+        options=proposer_options,
         seed=config["seed"],
         cache=config["llm_cache"],
     log:

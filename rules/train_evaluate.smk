@@ -1,13 +1,14 @@
 # The train -> evaluate chain, shared by discovery candidates (gen<g>/cand<k>) and fixed experiments
-# (experiments/<name>/<objective>/beta<b>/seed<s>): {unit} is either.
+# (experiments/<name>/<objective>/beta<b>/seed<s>): {unit} is either. A baseline search's units (run
+# <run>/baselines/<name>) train on the run's own reference, data and reference log-probs.
 
 
 rule train:
     input:
         objective="results/{run}/{unit}/objective.json",
-        reference="results/{run}/reference/reference.json",
-        pairs="results/{run}/data/preferences.jsonl",
-        reference_logps="results/{run}/data/reference_logps.jsonl",
+        reference=shared("reference/reference.json"),
+        pairs=shared("data/preferences.jsonl"),
+        reference_logps=shared("data/reference_logps.jsonl"),
     output:
         record="results/{run}/{unit}/train.json",
         policy=directory("results/{run}/{unit}/policy"),
@@ -39,8 +40,8 @@ rule evaluate:
     input:
         record="results/{run}/{unit}/train.json",
         policy="results/{run}/{unit}/policy",
-        reference="results/{run}/reference/reference.json",
-        heldout="results/{run}/data/heldout_prompts.json",
+        reference=shared("reference/reference.json"),
+        heldout=shared("data/heldout_prompts.json"),
         judged=judged_scores,
     output:
         "results/{run}/{unit}/eval.json",

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 OPTIONS_KEY = "discovery.proposer.options"
 LLM_BACKENDS = ("openai", "transformers")
-BACKENDS = ("evolution", "replay", *LLM_BACKENDS)
+BACKENDS = ("evolution", "random", "replay", *LLM_BACKENDS)
 
 
 def seed_proposals(objective_names: list[str], family: Family | None = None) -> list[Proposal]:
@@ -49,6 +49,13 @@ def propose(generation: int, archive: list[dict], population: int, backend: str,
 
         return propose_evolution(archive, generation, population, seed, options_from(EvolutionOptions, options, OPTIONS_KEY),
                                  family.expression_space)
+    if backend == "random":
+        # The baseline of the evolutionary search: its expression space and options, without selection.
+        from .proposers.evolution import EvolutionOptions
+        from .proposers.random_search import propose_random
+
+        return propose_random(archive, generation, population, seed, options_from(EvolutionOptions, options, OPTIONS_KEY),
+                              family.expression_space)
     if backend == "replay":
         from .proposers.replay import propose_replay
 
