@@ -26,7 +26,7 @@ from prefdisco.objectives import library_source
 from prefdisco.reference import provide_reference
 from prefdisco.sandbox.worker import ObjectiveWorker
 from prefdisco.tasks.sentiment import bundled_prompts
-from prefdisco.training import TrainingOptions, attach_reference_logps, compute_reference_logps, dpo_config, train_objective
+from prefdisco.trainer import TrainingOptions, attach_reference_logps, compute_reference_logps, dpo_config, train_objective
 
 TARGET = 0.8
 
@@ -72,7 +72,7 @@ def main() -> int:
         return time.monotonic() - started, history[-1]["train_runtime"]
 
     def stock() -> tuple[float, float]:
-        from prefdisco.training import freeze_below_top_layers
+        from prefdisco.trainer import freeze_below_top_layers
 
         model = load_causal_lm(model_dir, device)
         freeze_below_top_layers(model, options.trainable_layers)

@@ -40,7 +40,7 @@ from prefdisco.sandbox.loader import load_objective
 from prefdisco.sandbox.runner import SandboxLimits
 from prefdisco.sandbox.worker import ObjectiveWorker, call
 from prefdisco.tasks.sentiment import bundled_prompts
-from prefdisco.training import TrainingOptions, attach_reference_logps, compute_reference_logps, train_objective
+from prefdisco.trainer import TrainingOptions, attach_reference_logps, compute_reference_logps, train_objective
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 0.03

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from prefdisco.models import load_causal_lm, load_tokenizer
 from prefdisco.objectives import LIBRARY, library_source
 from prefdisco.sandbox.worker import ObjectiveWorker
-from prefdisco.training import (
+from prefdisco.trainer import (
     TrainingOptions,
     attach_reference_logps,
     batching_record,

@@ -13,7 +13,7 @@ from prefdisco.classification.checks import run_checks
 from prefdisco.classification.objectives import LIBRARY, library_source
 from prefdisco.families import get_family
 from prefdisco.proposers.evolution import propose_evolution
-from prefdisco.sandbox.policy import PolicyViolation, check_source
+from prefdisco.sandbox.static_policy import PolicyViolation, check_source
 from prefdisco.sandbox.runner import SandboxLimits, validate_programs
 from prefdisco.validate import validate_proposals
 

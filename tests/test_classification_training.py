@@ -15,7 +15,7 @@ from prefdisco.classification.models import build_model
 from prefdisco.classification.objectives import library_source
 from prefdisco.classification.train import ClassifierOptions, options_from_dict, run_training, train_classifier
 from prefdisco.classification.worker import CandidateError, ObjectiveWorker
-from prefdisco.sandbox.policy import PolicyViolation
+from prefdisco.sandbox.static_policy import PolicyViolation
 
 OPTIONS = ClassifierOptions(model="mlp", epochs=3, batch_size=64, learning_rate=0.05, device="cpu")
 

@@ -222,7 +222,7 @@ def test_option_dataclasses_keep_the_schemas_defaults():
     from prefdisco.proposers.local_model import LocalModelOptions
     from prefdisco.tasks.chat import ChatOptions
     from prefdisco.tasks.sentiment import SentimentOptions
-    from prefdisco.training import TrainingOptions
+    from prefdisco.trainer import TrainingOptions
 
     openai_code = {**dataclass_defaults(EndpointOptions), **dataclass_defaults(ProtocolOptions),
                    "json_mode": True}  # propose.py asks the proposer's endpoint for JSON

@@ -108,7 +108,7 @@ def test_importing_the_trainer_names_an_unsupported_version(tmp_path, name, vers
     dist_info.mkdir()
     (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "src")])}
-    result = subprocess.run([sys.executable, "-c", "import prefdisco.training"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", "import prefdisco.trainer"], capture_output=True, text=True,
                             env=env, timeout=300)
     assert result.returncode != 0
     assert "UnsupportedVersionError" in result.stderr

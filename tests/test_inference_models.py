@@ -13,7 +13,7 @@ from prefdisco.evaluate import run_evaluation
 from prefdisco.io import read_json, write_json
 from prefdisco.judging.answers import AnswerOptions, run_answers
 from prefdisco.models import load_causal_lm, load_for_inference, precision_of
-from prefdisco.policy import POLICY_JSON, TRAINED_PARAMETERS
+from prefdisco.trained_policy import POLICY_JSON, TRAINED_PARAMETERS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "judging"
 SENTIMENT = {"max_new_tokens": 3, "eval_samples_per_prompt": 1, "batch_size": 4}

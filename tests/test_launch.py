@@ -20,7 +20,7 @@ from prefdisco.io import write_json, write_jsonl
 from prefdisco.launch import accelerate_command, relaunch
 from prefdisco.models import load_causal_lm, load_tokenizer
 from prefdisco.reference import reference_path
-from prefdisco.training import TrainingOptions, compute_reference_logps
+from prefdisco.trainer import TrainingOptions, compute_reference_logps
 
 CONFIGS = REPO / "configs" / "accelerate"
 # 16 pairs; one has a long chosen completion, so its reference log-prob is far below every other's.

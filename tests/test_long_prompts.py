@@ -13,7 +13,7 @@ from prefdisco.models import load_causal_lm, load_tokenizer
 from prefdisco.objectives import library_source
 from prefdisco.preferences import main as preferences_main
 from prefdisco.sandbox.worker import ObjectiveWorker
-from prefdisco.training import (
+from prefdisco.trainer import (
     TrainingOptions,
     attach_reference_logps,
     compute_reference_logps,

@@ -8,10 +8,10 @@ import torch
 from prefdisco.io import write_json
 from prefdisco.models import load_causal_lm, load_tokenizer, master_weights_precision
 from prefdisco.objectives import library_source
-from prefdisco.policy import load_policy
+from prefdisco.trained_policy import load_policy
 from prefdisco.sandbox.worker import ObjectiveWorker
 from prefdisco.train import run_training
-from prefdisco.training import TrainingOptions, attach_reference_logps, compute_reference_logps, train_objective
+from prefdisco.trainer import TrainingOptions, attach_reference_logps, compute_reference_logps, train_objective
 
 from preference_pairs import PAIRS  # 9 pairs
 

@@ -33,7 +33,7 @@ import torch
 from prefdisco.objectives import LIBRARY, library_source
 from prefdisco.sandbox import checks, landlock, runner
 from prefdisco.sandbox.loader import ObjectiveContext, _restricted_import, load_objective
-from prefdisco.sandbox.policy import PolicyViolation, check_source
+from prefdisco.sandbox.static_policy import PolicyViolation, check_source
 from prefdisco.sandbox.runner import SandboxLimits, validate_programs
 
 HOSTILE_DIR = Path(__file__).parent / "hostile"

@@ -14,7 +14,7 @@ from prefdisco.models import load_causal_lm, load_tokenizer
 from prefdisco.objectives import library_source
 from prefdisco.sandbox.runner import SandboxLimits
 from prefdisco.sandbox.worker import ObjectiveWorker
-from prefdisco.training import (
+from prefdisco.trainer import (
     CandidateError,
     TrainingOptions,
     attach_reference_logps,

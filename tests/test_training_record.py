@@ -14,7 +14,7 @@ from prefdisco.io import write_json
 from prefdisco.models import load_causal_lm, load_tokenizer
 from prefdisco.objectives import library_source
 from prefdisco.train import run_training
-from prefdisco.training import TrainingOptions, compute_reference_logps, summarise_history
+from prefdisco.trainer import TrainingOptions, compute_reference_logps, summarise_history
 
 from preference_pairs import PAIRS  # 9 pairs
 

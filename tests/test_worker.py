@@ -31,7 +31,7 @@ from prefdisco.objectives import library_source
 from prefdisco.sandbox.runner import SandboxLimits, validate_programs
 from prefdisco.sandbox.worker import ObjectiveWorker
 from prefdisco.train import run_training
-from prefdisco.training import TrainingOptions, attach_reference_logps, compute_reference_logps, train_objective
+from prefdisco.trainer import TrainingOptions, attach_reference_logps, compute_reference_logps, train_objective
 from unchecked_worker import COMMAND as UNCHECKED_WORKER
 
 PROGRAMS = sorted((Path(__file__).parent / "hostile" / "training").glob("*.py"))

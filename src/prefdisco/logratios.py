@@ -16,9 +16,9 @@ from .cli import json_option, setup_logging
 from .devices import assign_gpus
 from .io import read_json, read_jsonl, write_json
 from .models import load_tokenizer, resolve_device, resolve_precision, set_threads
-from .policy import load_policy
+from .trained_policy import load_policy
 from .reference import reference_path
-from .training import TrainingOptions, compute_reference_logps
+from .trainer import TrainingOptions, compute_reference_logps
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ def load_for_inference(model_dir: str | Path, device: str = "auto", precision: s
     if policy_dir is None:
         model = load_causal_lm(model_dir, placed, resolved)
     else:
-        from .policy import load_policy  # policy.py builds on this module
+        from .trained_policy import load_policy  # trained_policy.py builds on this module
 
         model = load_policy(policy_dir, placed, resolved)
     return model.eval()

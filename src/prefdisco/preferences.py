@@ -18,7 +18,7 @@ from .io import write_json, write_jsonl
 from .models import load_for_inference, load_tokenizer, set_threads
 from .reference import reference_path
 from .tasks import get_task
-from .training import prompt_token_count
+from .trainer import prompt_token_count
 
 log = logging.getLogger(__name__)
 

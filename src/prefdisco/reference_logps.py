@@ -20,7 +20,7 @@ from .models import (
     set_threads,
 )
 from .reference import reference_path
-from .training import TrainingOptions, compute_reference_logps
+from .trainer import TrainingOptions, compute_reference_logps
 
 log = logging.getLogger(__name__)
 

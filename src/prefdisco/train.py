@@ -34,14 +34,14 @@ from .models import (
     resolve_precision,
     set_threads,
 )
-from .policy import save_policy
+from .trained_policy import save_policy
 from .records import OK, TRAIN_FAILED
 from .reference import reference_path
 from .errors import truncate_error
-from .sandbox.policy import PolicyViolation, check_source
+from .sandbox.static_policy import PolicyViolation, check_source
 from .sandbox.runner import SandboxLimits
 from .sandbox.worker import ObjectiveWorker
-from .training import (
+from .trainer import (
     CandidateError,
     TrainingOptions,
     attach_reference_logps,

@@ -40,7 +40,7 @@ from prefdisco.sandbox.checks import (
     shape_problem,
 )
 from prefdisco.sandbox.loader import compile_objective
-from prefdisco.sandbox.policy import PolicyViolation
+from prefdisco.sandbox.static_policy import PolicyViolation
 
 CHECK_NAMES = shared.CHECK_NAMES
 INPUT_NAMES = ("logits",)  # targets are integers: no gradient, but in-place changes are still caught

@@ -2,7 +2,7 @@
 
 Layout (after DiscoPOP, Lu et al. 2024, appendix prompt)
     1. system: the task (propose a new offline preference-optimization loss for fine-tuning a language model),
-       the exact function interface, the sandbox rules (mirroring :mod:`prefdisco.sandbox.policy`) and the JSON
+       the exact function interface, the sandbox rules (mirroring :mod:`prefdisco.sandbox.static_policy`) and the JSON
        reply format ``{"thought": ..., "name": ..., "code": ...}``.
     2. user: the archive as context -- each shown record's name, code and outcome line:
        ``Fitness: 0.169 [0.140, 0.198]; vs DPO +0.028 [-0.015, +0.071]`` (status ok; 95% intervals over training

@@ -32,7 +32,7 @@ import torch
 
 from prefdisco.io import sha256_text
 from prefdisco.sandbox.loader import OBJECTIVE_FILENAME, ObjectiveContext, compile_objective, define_objective
-from prefdisco.sandbox.policy import PolicyViolation
+from prefdisco.sandbox.static_policy import PolicyViolation
 
 CHECK_NAMES = (
     "static_policy",

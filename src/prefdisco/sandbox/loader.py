@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from prefdisco.sandbox.policy import IMPORT_HINT, IMPORTABLE_MODULES, SAFE_BUILTIN_NAMES, check_source
+from prefdisco.sandbox.static_policy import IMPORT_HINT, IMPORTABLE_MODULES, SAFE_BUILTIN_NAMES, check_source
 
 OBJECTIVE_FILENAME = "<objective>"  # tracebacks point here; checks use it to find the failing line
 

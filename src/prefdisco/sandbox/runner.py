@@ -49,7 +49,7 @@ from prefdisco.errors import truncate_error
 from prefdisco.families import get_family
 from prefdisco.sandbox import checks, landlock
 from prefdisco.sandbox.audit import AuditGuard
-from prefdisco.sandbox.policy import PolicyViolation, check_source
+from prefdisco.sandbox.static_policy import PolicyViolation, check_source
 
 log = logging.getLogger(__name__)
 

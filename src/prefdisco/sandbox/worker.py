@@ -2,7 +2,7 @@
 
 An objective is a function of four log-prob vectors (the reference ones constant), so the trainer needs only its
 per-example losses and their gradients with respect to the two policy vectors. One worker process per training
-job (per rank under multi-GPU) computes those; the trainer applies them through a surrogate (training.py). The
+job (per rank under multi-GPU) computes those; the trainer applies them through a surrogate (trainer.py). The
 worker never sees the model, the optimizer, the logged metrics or the run's files.
 
 The worker is a fresh interpreter (``python -m prefdisco.sandbox.worker``), not a fork of the trainer, whose
