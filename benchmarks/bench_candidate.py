@@ -67,10 +67,12 @@ class Clock:
     def __call__(self, name: str):
         wall, cpu = time.perf_counter(), time.process_time()
         yield
-        self.phases.setdefault(name, []).append((time.perf_counter() - wall, time.process_time() - cpu))
+        self.add(name, time.perf_counter() - wall, time.process_time() - cpu)
 
     def add(self, name: str, wall: float, cpu: float) -> None:
         self.phases.setdefault(name, []).append((wall, cpu))
+        # As it goes, so that a run cut short (a loaded machine) still says where the time went.
+        print(f"  {name}: {wall:.1f} s wall, {cpu:.1f} s CPU, load {os.getloadavg()[0]:.1f}", flush=True)
 
     def mean(self, name: str) -> tuple[float, float]:
         values = self.phases.get(name, [])
