@@ -15,7 +15,7 @@ From the control's seeds x prompts fitness matrix it prints the variance compone
 difference to the control at ``fitness.seeds`` seeds (80% power, 5% level), by the formula the verdict uses
 (prefdisco.cascade.planned_detectable_difference), beside DPO's own gain over the reference (the signal the
 difference is a fraction of). Last, a projection of the default run's total from the measured per-job costs and its
-job counts (every candidate promoted: the worst case). Settings alternate seed by seed so drift in load hits each.
+job counts (every candidate promoted: the worst case). Settings alternate seed by seed so drift in load hits each; they share the trained seeds (see main).
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ def main() -> int:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seeds", type=int, default=3, help="control (DPO) training seeds per setting")
     parser.add_argument("--workdir", type=Path, default=None, help="keeps the converted reference between runs")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (config threads.train/evaluate)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (config threads.train/evaluate: 1; "
+                        "more gets a loaded machine's benchmark more of its CPU, CPU seconds then count every thread)")
     args = parser.parse_args()
 
     import torch
@@ -114,9 +115,14 @@ def main() -> int:
 
     from prefdisco.cascade import planned_detectable_difference
     from prefdisco.evaluate import fitness
-    from prefdisco.models import load_causal_lm, load_for_inference, load_tokenizer, set_threads
+    from prefdisco.models import (
+        load_causal_lm,
+        load_for_inference,
+        load_tokenizer,
+        set_threads,
+    )
     from prefdisco.objectives import library_source
-    from prefdisco.policy import load_policy, save_policy
+    from prefdisco.policy import save_policy
     from prefdisco.preferences import build_preferences
     from prefdisco.reference import provide_reference
     from prefdisco.sandbox.loader import load_objective
@@ -144,65 +150,75 @@ def main() -> int:
     task = get_task("sentiment")
     objective = load_objective(library_source("dpo"))
 
+    # The settings differ in what evaluation costs and how many prompts it scores (held-out prompts, tokens, batch);
+    # training is the same for all of them, so the same trained seeds are scored by every setting: a paired
+    # comparison. The data come from the task options of the setting with the most held-out prompts; the others' held-out prompts are a prefix
+    # of its (the same seeded split), so every setting's control matrix is measured on the same policies.
+    first = max(args.settings, key=lambda name: options_of(SETTINGS[name])[0]["heldout_prompts"])
     clocks = {name: Clock() for name in args.settings}
-    data: dict[str, dict] = {}
+    train_clock = Clock()
     evaluations: dict[str, dict[int, dict]] = {name: {} for name in args.settings}
-    for name in args.settings:  # the run's shared stages, once per setting
-        clock = clocks[name]
-        task_options, training = options_of(SETTINGS[name])
-        with clock("once: preferences"):
-            pairs, heldout, _ = build_preferences("sentiment", task_options, reference_dir, 0, training["max_length"],
-                                                  "cpu", "fp32")
-        with clock("once: reference_logps"):
-            model = load_causal_lm(reference_dir, torch.device("cpu"))
-            logps = compute_reference_logps(model, load_tokenizer(reference_dir), pairs,
-                                            TrainingOptions(**training), Path(tempfile.mkdtemp(dir=workdir)))
-        with clock("once: evaluate_reference"):
+    task_options, training = options_of(SETTINGS[first])
+    with train_clock("once: preferences"):
+        pairs, heldout, _ = build_preferences("sentiment", task_options, reference_dir, 0, training["max_length"],
+                                              "cpu", "fp32")
+    with train_clock("once: reference_logps"):
+        model = load_causal_lm(reference_dir, torch.device("cpu"))
+        logps = compute_reference_logps(model, load_tokenizer(reference_dir), pairs, TrainingOptions(**training),
+                                        Path(tempfile.mkdtemp(dir=workdir)))
+    data = {}
+    for name in args.settings:
+        options_n, _ = options_of(SETTINGS[name])
+        prompts = heldout[: options_n["heldout_prompts"]]
+        with clocks[name]("once: evaluate_reference"):
             reference = load_for_inference(reference_dir, "cpu", "fp32")
-            reference_metrics = task.score(reference, None, load_tokenizer(reference_dir), heldout,
-                                           task.to_options(task_options), 0)
-        data[name] = {"pairs": pairs, "heldout": heldout, "logps": logps, "task": task_options,
-                      "training": training, "reference_reward": reference_metrics["reward"]}
-        print(f"{name}: {len(pairs)} pairs, {len(heldout)} held-out prompts, reference reward "
+            reference_metrics = task.score(reference, None, load_tokenizer(reference_dir), prompts,
+                                           task.to_options(options_n), 0)
+        data[name] = {"pairs": pairs, "heldout": prompts, "task": options_n,
+                      "reference_reward": reference_metrics["reward"]}
+        print(f"{name}: {len(pairs)} pairs, {len(prompts)} held-out prompts, reference reward "
               f"{reference_metrics['reward']:.4f}", flush=True)
+    train_clock.add("fixed: start + imports (train)", *import_cost("prefdisco.train", args.threads))
+    for name in args.settings:
+        clocks[name].add("fixed: start + imports (evaluate)", *import_cost("prefdisco.evaluate", args.threads))
 
     for seed in range(args.seeds):
+        clock = train_clock
+        options = TrainingOptions(**{**training, "seed": seed})
+        policy_dir = workdir / f"seed{seed}" / "policy"
+        with clock("fixed: model load (train)"):
+            model = load_causal_lm(reference_dir, torch.device("cpu"))
+            names = trainable_parameter_names(model, options.trainable_layers)
+        with clock("fixed: tokenizer load"):
+            tokenizer = load_tokenizer(reference_dir)
+        with clock("fixed: trainer set-up + tokenisation"):
+            dataset = attach_reference_logps(pairs, logps)
+            freeze_below_top_layers(model, options.trainable_layers)
+            tokenizer.padding_side = "right"
+            scratch = Path(tempfile.mkdtemp(dir=workdir))
+            trainer = ObjectiveDPOTrainer(model=model, args=dpo_config(options, scratch), train_dataset=dataset,
+                                          processing_class=tokenizer, objective=objective)
+        with clock("compute: training steps"):
+            trainer.train()
+        steps = trainer.state.global_step
+        with clock("fixed: policy save"):
+            save_policy(trainer, reference_dir, policy_dir, names)
+        del trainer, model
         for name in args.settings:  # alternate, so drift in the machine's load hits every setting
             clock, d = clocks[name], data[name]
-            clock.add("fixed: start + imports (train)", *import_cost("prefdisco.train", args.threads))
-            options = TrainingOptions(**{**d["training"], "seed": seed})
-            policy_dir = workdir / name / f"seed{seed}" / "policy"
-            with clock("fixed: model load (train)"):
-                model = load_causal_lm(reference_dir, torch.device("cpu"))
-                names = trainable_parameter_names(model, options.trainable_layers)
-            with clock("fixed: tokenizer load"):
-                tokenizer = load_tokenizer(reference_dir)
-            with clock("fixed: trainer set-up + tokenisation"):
-                dataset = attach_reference_logps(d["pairs"], d["logps"])
-                freeze_below_top_layers(model, options.trainable_layers)
-                tokenizer.padding_side = "right"
-                scratch = Path(tempfile.mkdtemp(dir=workdir))
-                trainer = ObjectiveDPOTrainer(model=model, args=dpo_config(options, scratch), train_dataset=dataset,
-                                              processing_class=tokenizer, objective=objective)
-            with clock("compute: training steps"):
-                trainer.train()
-            steps = trainer.state.global_step
-            with clock("fixed: policy save"):
-                save_policy(trainer, reference_dir, policy_dir, names)
-            del trainer, model
-
-            clock.add("fixed: start + imports (evaluate)", *import_cost("prefdisco.evaluate", args.threads))
-            options_t = task.to_options(d["task"])
             with clock("fixed: model loads (evaluate)"):
                 tokenizer = load_tokenizer(reference_dir)
                 reference = load_for_inference(reference_dir, "cpu", "fp32")
-                policy = load_for_inference(reference_dir, "cpu", "fp32", policy_dir)
+                policy = load_for_inference(reference_dir, "cpu", "fp32", policy_dir, reference=reference)
             with clock("compute: evaluate (sample, reward, KL)"):
-                metrics = task.score(policy, reference, tokenizer, d["heldout"], options_t, 0)
+                metrics = task.score(policy, reference, tokenizer, d["heldout"], task.to_options(d["task"]), 0)
             evaluations[name][seed] = {"status": "ok", "metrics": metrics}
             print(f"{name} seed {seed}: {steps} steps, reward {metrics['reward']:.4f}, KL {metrics['kl']:.3f}, "
                   f"fitness {fitness(metrics, kl_penalty):.4f}; load {os.getloadavg()[0]:.1f}", flush=True)
             del policy, reference
+    for name in args.settings:  # training is shared: every setting pays it
+        for phase, values in train_clock.phases.items():
+            clocks[name].phases[phase] = list(values)
 
     report(args.settings, clocks, data, evaluations, seeds_planned, kl_penalty, config, planned_detectable_difference)
     return 0
