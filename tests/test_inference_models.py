@@ -41,6 +41,21 @@ def test_the_loader_places_reference_and_policy_alike(tiny_model_dir, tmp_path):
     torch.testing.assert_close(policy.model.norm.weight, reference.model.norm.weight * 1.5)
 
 
+def test_a_policy_copied_from_the_loaded_reference_equals_one_read_from_disk(tiny_model_dir, tmp_path):
+    """evaluate reads the reference once; the policy copied from it must be the policy, and the reference intact."""
+    policy_dir = make_policy(tiny_model_dir, tmp_path / "policy")
+    reference = load_for_inference(tiny_model_dir, "cpu", "fp32")
+    before = {name: p.detach().clone() for name, p in reference.named_parameters()}
+    copied = load_for_inference(tiny_model_dir, "cpu", "fp32", policy_dir, reference=reference)
+    from_disk = load_for_inference(tiny_model_dir, "cpu", "fp32", policy_dir)
+    assert copied is not reference and not copied.training
+    for name, parameter in from_disk.named_parameters():
+        torch.testing.assert_close(dict(copied.named_parameters())[name], parameter, rtol=0, atol=0)
+    for name, parameter in reference.named_parameters():
+        torch.testing.assert_close(parameter, before[name], rtol=0, atol=0)
+    torch.testing.assert_close(copied.model.norm.weight, reference.model.norm.weight * 1.5)
+
+
 def test_evaluation_and_answers_honour_precision(tiny_model_dir, tmp_path):
     write_json(tmp_path / "reference.json", {"source": "tiny", "path": str(tiny_model_dir), "revision": None})
     policy_dir = make_policy(tiny_model_dir, tmp_path / "policy")

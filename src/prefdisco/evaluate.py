@@ -60,7 +60,9 @@ def run_evaluation(task_name: str, task_options: dict, reference_json: Path, hel
     model_dir = reference_path(reference_json)
     tokenizer = load_tokenizer(model_dir)
     reference = load_for_inference(model_dir, device_name, precision)
-    policy = reference if policy_dir is None else load_for_inference(model_dir, device_name, precision, policy_dir)
+    # The reference is read once: a top-layers policy is a copy of it with the trained tensors put back.
+    policy = (reference if policy_dir is None
+              else load_for_inference(model_dir, device_name, precision, policy_dir, reference=reference))
     device = policy.device
     broken = [name for name, p in policy.named_parameters() if not torch.isfinite(p).all()]
     if broken:  # a candidate objective can train weights into NaN without its loss ever being non-finite

@@ -40,7 +40,7 @@ def load_causal_lm(path: str | Path, device: torch.device, precision: str = "fp3
 
 
 def load_for_inference(model_dir: str | Path, device: str = "auto", precision: str = "auto",
-                       policy_dir: str | Path | None = None):
+                       policy_dir: str | Path | None = None, reference=None):
     """A model for inference on this device: the reference at ``model_dir``, or the trained policy in
     ``policy_dir`` over it, on ``device`` in ``precision`` (the config's training.device and training.precision;
     auto: the GPU when one is visible, in bf16 where it has it, else fp32). Every stage that samples from or
@@ -53,7 +53,7 @@ def load_for_inference(model_dir: str | Path, device: str = "auto", precision: s
     else:
         from .trained_policy import load_policy  # trained_policy.py builds on this module
 
-        model = load_policy(policy_dir, placed, resolved)
+        model = load_policy(policy_dir, placed, resolved, reference)
     return model.eval()
 
 

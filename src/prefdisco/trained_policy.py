@@ -7,6 +7,7 @@ MB per candidate instead of a whole model copy.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -41,12 +42,15 @@ def save_policy(trainer, reference_path: Path, policy_dir: Path, trained_names: 
                                           "parameters": sorted(trained)})
 
 
-def load_policy(policy_dir: Path, device: torch.device, precision: str = "fp32"):
+def load_policy(policy_dir: Path, device: torch.device, precision: str = "fp32", reference=None):
+    """The trained policy; ``reference``: the reference model already loaded on ``device`` in ``precision``, copied
+    in memory instead of read from disk again (a top-layers policy is the reference plus its saved tensors)."""
     policy_dir = Path(policy_dir)
     description = read_json(policy_dir / POLICY_JSON)
     if description["format"] == "full":
         return load_causal_lm(policy_dir, device, precision)
-    model = load_causal_lm(description["reference"], device, precision)
+    model = copy.deepcopy(reference) if reference is not None else load_causal_lm(description["reference"], device,
+                                                                                   precision)
     trained = load_file(str(policy_dir / TRAINED_PARAMETERS))
     own = dict(model.named_parameters())
     unknown = sorted(set(trained) - set(own))
