@@ -122,12 +122,12 @@ def main() -> int:
         set_threads,
     )
     from prefdisco.objectives import library_source
-    from prefdisco.policy import save_policy
+    from prefdisco.trained_policy import save_policy
     from prefdisco.preferences import build_preferences
     from prefdisco.reference import provide_reference
-    from prefdisco.sandbox.loader import load_objective
+    from prefdisco.sandbox.worker import ObjectiveWorker
     from prefdisco.tasks import get_task
-    from prefdisco.training import (
+    from prefdisco.trainer import (
         ObjectiveDPOTrainer,
         TrainingOptions,
         attach_reference_logps,
@@ -148,7 +148,7 @@ def main() -> int:
     if not (reference_dir / "config.json").exists():
         provide_reference("smollm2", workdir / "reference")
     task = get_task("sentiment")
-    objective = load_objective(library_source("dpo"))
+    code = library_source("dpo")  # served by the confined worker, as in a real train job
 
     # The settings differ in what evaluation costs and how many prompts it scores (held-out prompts, tokens, batch);
     # training is the same for all of them, so the same trained seeds are scored by every setting: a paired
@@ -191,7 +191,8 @@ def main() -> int:
             names = trainable_parameter_names(model, options.trainable_layers)
         with clock("fixed: tokenizer load"):
             tokenizer = load_tokenizer(reference_dir)
-        with clock("fixed: trainer set-up + tokenisation"):
+        with clock("fixed: trainer set-up + tokenisation + worker start"):
+            objective = ObjectiveWorker(code).__enter__()
             dataset = attach_reference_logps(pairs, logps)
             freeze_below_top_layers(model, options.trainable_layers)
             tokenizer.padding_side = "right"
@@ -200,6 +201,7 @@ def main() -> int:
                                           processing_class=tokenizer, objective=objective)
         with clock("compute: training steps"):
             trainer.train()
+        objective.close()
         steps = trainer.state.global_step
         with clock("fixed: policy save"):
             save_policy(trainer, reference_dir, policy_dir, names)
