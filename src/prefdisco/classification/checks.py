@@ -83,6 +83,7 @@ def run_checks(
                 ("finite_gradient", lambda: candidate.check_finite_gradient(state["grad"])),
                 ("finite_at_extremes", candidate.check_finite_at_extremes),
                 ("deterministic", candidate.check_deterministic),
+                ("graph_inputs", candidate.check_graph_inputs),
                 ("fingerprint", lambda: state.update(fingerprint=candidate.fingerprint())),
             ):
                 _stage(progress, checks, stage, check)
@@ -246,6 +247,23 @@ class _Candidate(shared._Candidate):
         if not torch.equal(first, second):
             raise CheckFailed("the objective returned different losses for the same inputs (randomness such as "
                               "torch.rand or dropout is not allowed); it must be a deterministic function")
+
+    def check_graph_inputs(self) -> None:
+        """Once on graph-connected logits, as a model's forward pass produces them (a non-leaf tensor with a
+        grad_fn, here x * 1): losses and gradient must equal those of the leaf call, so that no program can tell
+        validation from training."""
+        leaves = random_inputs(7, seed=8, grad=True)
+        expected = self.losses(leaves, "leaf logits")
+        expected_grad = self.gradient(expected, leaves[0], "leaf logits")
+        source, targets = random_inputs(7, seed=8, grad=True)
+        scale = torch.ones((), dtype=source.dtype, requires_grad=True)
+        out = self.losses((source * scale, targets), "graph-connected logits")
+        grad = self.gradient(out, source, "graph-connected logits")
+        for what, got, want in (("losses", out, expected), ("gradient", grad, expected_grad)):
+            if not torch.allclose(got.detach(), want.detach(), rtol=1e-5, atol=1e-6, equal_nan=True):
+                raise CheckFailed(
+                    f"the objective's {what} differ when its logits come out of a computation graph (as in training) "
+                    "from the same values as a leaf tensor; the loss must depend on the values of its inputs only")
 
     def fingerprint(self) -> str:
         parts = []

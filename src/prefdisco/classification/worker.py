@@ -6,7 +6,7 @@ exactly the gradient of the candidate's mean loss with respect to the network's 
 the model, the optimizer or the data beyond one batch of logits and targets.
 
 The worker is forked at the start of training (before the trainer's own torch work, so no OpenMP state is inherited)
-and confined as the sandbox child is (:func:`prefdisco.sandbox.runner._isolate`: descriptors closed, no network, an
+and confined as the sandbox child is (:func:`prefdisco.sandbox.runner.confine`: descriptors closed, no network, an
 empty directory, Landlock, nobody, rlimits), then loads the objective through the same constrained loader, with the
 audit hook armed around every call into candidate code. The interface is ``losses_and_grads(logits, targets)``, the
 one the preference worker exposes too.
@@ -31,7 +31,7 @@ import torch
 from prefdisco.classification.objectives import CONTRACT_ARGUMENTS
 from prefdisco.sandbox.checks import describe_exception, dtype_problem, shape_problem
 from prefdisco.sandbox.loader import compile_objective, define_objective
-from prefdisco.sandbox.runner import SandboxLimits, _isolate
+from prefdisco.sandbox.runner import SandboxLimits, confine
 
 HEADER = struct.Struct("<qq")  # batch size, classes (a negative batch asks the worker to exit)
 STATUS = struct.Struct("<q")  # 0: losses and gradients follow; otherwise the length of a UTF-8 error message
@@ -133,7 +133,7 @@ def _worker_main(code: str, fd: int, workdir: str, limits: WorkerLimits) -> None
     status = 0
     try:
         gc.freeze()
-        fd = _isolate(SandboxLimits(cpu_seconds=limits.cpu_seconds, memory_mb=limits.memory_mb), fd, workdir)
+        (fd,) = confine(SandboxLimits(cpu_seconds=limits.cpu_seconds, memory_mb=limits.memory_mb), (fd,), workdir)
         from prefdisco.sandbox.audit import AuditGuard  # already imported by the runner: no file is read
 
         guard = AuditGuard()

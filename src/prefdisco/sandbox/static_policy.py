@@ -98,7 +98,8 @@ ALLOWED_OPERATION_GROUPS: dict[str, str] = {
         softmax log_softmax softmin normalize all any count_nonzero topk sort argsort kthvalue values indices""",
     # the losses F offers ready-made
     "losses": """binary_cross_entropy binary_cross_entropy_with_logits mse_loss l1_loss smooth_l1_loss huber_loss
-        soft_margin_loss margin_ranking_loss hinge_embedding_loss kl_div cosine_similarity""",
+        soft_margin_loss margin_ranking_loss hinge_embedding_loss kl_div cosine_similarity cross_entropy nll_loss
+        multi_margin_loss one_hot""",
     # comparisons, tests and selection
     "comparisons": """eq ne lt le gt ge greater greater_equal less less_equal isclose allclose equal isfinite isnan
         isinf isposinf isneginf where maximum minimum fmax fmin masked_fill logical_and logical_or logical_not
