@@ -342,6 +342,11 @@ def paper_manifest():
     return as_json(listed)
 
 
+def tldr_reference_outputs(wildcards):
+    """The SFT reference's summaries, when a model's are compared with them."""
+    return [f"results/{wildcards.run}/reference/tldr/model_outputs.json"] if wildcards.reference == "sft" else []
+
+
 def tldr_metrics(wildcards):
     name, grid = paper_study()
     references = BENCHMARKS["tldr"]["references"]

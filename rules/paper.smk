@@ -5,6 +5,7 @@
 
 localrules:
     paper_manifest,
+    tldr_table,
 
 
 rule paper_frontier:
@@ -132,6 +133,91 @@ rule paper_shapes:
         " --output {output.shapes}"
         " && python -m prefdisco.paper_figures beta-grid --objectives dpo lrml --betas 0.01 0.025 0.05 0.1 0.25 0.5 1.0"
         " --output {output.grid}) > {log} 2>&1"
+
+
+# TL;DR (task tldr): a model's summaries of the held-out posts, judged pairwise against the human summary or the SFT
+# model's by alpaca_eval with our concise-summary annotator; {model} is the reference or a unit.
+rule tldr_outputs:
+    input:
+        unpack(answering_model),
+        heldout="results/{run}/data/heldout_prompts.json",
+    output:
+        outputs="results/{run}/{model}/tldr/model_outputs.json",
+        record="results/{run}/{model}/tldr/outputs.json",
+    params:
+        policy=policy_arguments,
+        options=as_json(BENCHMARKS["tldr"]["answers"]),
+        model_id=judged_model_id,
+        seed=config["seed"],
+        device=config["training"]["device"],
+        precision=config["training"]["precision"],
+    log:
+        "results/{run}/logs/{model}/tldr_outputs.log",
+    benchmark:
+        "results/{run}/benchmarks/{model}/tldr_outputs.tsv"
+    wildcard_constraints:
+        model=JUDGED_MODEL,
+    threads: threads_for("answers")
+    resources:
+        mem_mb=scaled_resource("answers", "mem_mb"),
+        runtime=scaled_resource("answers", "runtime"),
+        gpu=resource("answers", "gpu"),
+        cpus_per_gpu=resource("answers", "cpus_per_gpu"),
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.judging.tldr outputs --reference {input.reference} {params.policy}"
+        " --heldout {input.heldout} --options {params.options:q} --model-id {params.model_id} --seed {params.seed}"
+        " --device {params.device} --precision {params.precision} --threads {threads} --gpus {resources.gpu}"
+        " --output {output.outputs} --record {output.record} > {log} 2>&1"
+
+
+rule tldr_annotations:
+    localrule: run_locally("tldr_annotations")
+    input:
+        outputs="results/{run}/{model}/tldr/model_outputs.json",
+        record="results/{run}/{model}/tldr/outputs.json",
+        heldout="results/{run}/data/heldout_prompts.json",
+        sft=tldr_reference_outputs,
+    output:
+        annotations="results/{run}/{model}/tldr/{reference}/annotations.json",
+        metrics="results/{run}/{model}/tldr/{reference}/metrics.json",
+    params:
+        sft=lambda wildcards, input: f"--sft-outputs {input.sft}" if input.sft else "",
+        annotator=as_json(BENCHMARKS["tldr"]["annotator"]),
+        cache=JUDGE_CACHE,
+        model_id=judged_model_id,
+    log:
+        "results/{run}/logs/{model}/tldr_{reference}.log",
+    benchmark:
+        "results/{run}/benchmarks/{model}/tldr_{reference}.tsv"
+    wildcard_constraints:
+        model=JUDGED_MODEL,
+        reference="human|sft",
+    resources:
+        judge=1,
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.judging.tldr annotate --model-outputs {input.outputs} --model-record {input.record}"
+        " --reference {wildcards.reference} {params.sft} --heldout {input.heldout} --annotator {params.annotator:q}"
+        " --cache {params.cache} --model-id {params.model_id} --annotations {output.annotations}"
+        " --metrics {output.metrics} > {log} 2>&1"
+
+
+rule tldr_table:
+    input:
+        tldr_metrics,
+    output:
+        csv=report("results/{run}/paper/tldr_table.csv", caption="../report/paper_tables.rst", category="Paper"),
+        markdown="results/{run}/paper/tldr_table.md",
+    log:
+        "results/{run}/logs/paper/tldr_table.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.paper_figures tldr-table --metrics {input} --run {wildcards.run} --output {output.csv}"
+        " > {log} 2>&1"
 
 
 rule paper_manifest:
