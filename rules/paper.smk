@@ -6,6 +6,8 @@
 localrules:
     paper_manifest,
     tldr_table,
+    export_fastchat,
+    export_alpaca_eval,
 
 
 rule paper_frontier:
@@ -209,7 +211,7 @@ rule tldr_table:
     input:
         tldr_metrics,
     output:
-        csv=report("results/{run}/paper/tldr_table.csv", caption="../report/paper_tables.rst", category="Paper"),
+        csv=report("results/{run}/paper/tldr_table.csv", caption="../report/tldr_table.rst", category="Paper"),
         markdown="results/{run}/paper/tldr_table.md",
     log:
         "results/{run}/logs/paper/tldr_table.log",
@@ -220,9 +222,52 @@ rule tldr_table:
         " > {log} 2>&1"
 
 
+# The benchmarks' own tools read these: FastChat's show_result (MT-Bench) and alpaca_eval (its annotation cache).
+rule export_fastchat:
+    input:
+        lambda wildcards: [f"results/{wildcards.run}/{unit}/mt_bench/{f}" for unit in exported_units(wildcards).values()
+                           for f in ("model_answer.jsonl", "model_judgment.jsonl")],
+    output:
+        directory("results/{run}/exports/fastchat"),
+    params:
+        units=lambda wildcards: " ".join(f"{name}=results/{wildcards.run}/{unit}/mt_bench/model_answer.jsonl:"
+                                         f"results/{wildcards.run}/{unit}/mt_bench/model_judgment.jsonl"
+                                         for name, unit in exported_units(wildcards).items()),
+        judge=MT_BENCH["judge"]["model"],
+    log:
+        "results/{run}/logs/paper/export_fastchat.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.exports fastchat --units {params.units} --judge {params.judge:q} --output-dir {output}"
+        " > {log} 2>&1"
+
+
+rule export_alpaca_eval:
+    input:
+        metrics=alpaca_eval_metrics,
+        sft=lambda wildcards: [f"results/{wildcards.run}/reference/alpaca_eval/model_outputs.json"]
+        if "sft" in ALPACA_EVAL["references"] else [],
+        data=benchmark_data("alpaca_eval"),
+    output:
+        directory("results/{run}/exports/alpaca_eval"),
+    params:
+        units=lambda wildcards: " ".join(f"{name}=results/{wildcards.run}/{unit}/alpaca_eval"
+                                         for name, unit in alpaca_eval_export_units(wildcards).items()),
+        references=" ".join(ALPACA_EVAL["references"]),
+        sft=lambda wildcards, input: f"--sft-outputs {input.sft}" if input.sft else "",
+    log:
+        "results/{run}/logs/paper/export_alpaca_eval.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.exports alpaca-eval --units {params.units} --references {params.references}"
+        " --data-dir results/{wildcards.run}/data/alpaca_eval {params.sft} --output-dir {output} > {log} 2>&1"
+
+
 rule paper_manifest:
     input:
-        [*PAPER_SHARED, *paper_artifacts()],
+        [*PAPER_SHARED, *paper_artifacts(), *paper_exports()],
     output:
         report("results/paper/MANIFEST.md", caption="../report/paper_manifest.rst", category="Paper"),
     params:
