@@ -53,6 +53,7 @@ def test_alpaca_eval_reads_our_export_and_prints_our_leaderboard_rows(tmp_path):
     import math
 
     from loopback import ScriptedServer
+
     from prefdisco.exports import export_alpaca_eval
     from prefdisco.io import read_json
     from prefdisco.judging import alpaca_eval as stage

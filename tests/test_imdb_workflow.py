@@ -4,12 +4,10 @@ reward model, and 2 objectives x 1 beta x 1 seed trained, evaluated and summaris
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-
 from test_paper_tasks import imdb_folder, tiny_classifier
 from test_workflow import snakemake
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from loopback import ScriptedServer
 from test_judging_workflow import FIXTURES, snakemake, write_chat_config
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from loopback import ScriptedServer
 from test_workflow import snakemake
 
