@@ -181,6 +181,7 @@ def all_targets():
         f"{final}/gen{GENERATIONS}/archive.jsonl",
         f"{final}/summary.csv",
         f"{final}/summary.md",
+        f"{final}/config.yaml",
         f"{final}/figures/fitness_over_generations.png",
         f"{final}/figures/objective_shapes.png",
         f"{final}/figures/reward_vs_kl.png",
@@ -401,12 +402,43 @@ def paper_artifacts(run=None):
     return artifacts
 
 
+def paper_exports(run=None):
+    """The benchmarks' own layouts this run has data for: MT-Bench (FastChat) and AlpacaEval (alpaca_eval)."""
+    out = f"results/{run or RUN}/exports"
+    exports = {}
+    if MT_BENCH_FITNESS and (paper_study()[1] is not None or ALPACA_EVAL_HELD_OUT):
+        exports[f"{out}/fastchat"] = "MT-Bench answers and judgments in FastChat's layout (show_result reads them)"
+    if ALPACA_EVAL_HELD_OUT:
+        exports[f"{out}/alpaca_eval"] = "AlpacaEval outputs and annotations in alpaca_eval's layout (its cache)"
+    return exports
+
+
+def _unique_names(pairs):
+    """{name: unit}; a name used twice gets its unit's path appended, so every exported model is one unit."""
+    names = [name for name, _ in pairs]
+    return {(name if names.count(name) == 1 else f"{name}-{'-'.join(Path(unit).parts)}"): unit for name, unit in pairs}
+
+
+def alpaca_eval_export_units(wildcards):
+    """The held-out objectives, one exported model each, named by library name (a discovered one by its id)."""
+    return _unique_names([(entry["library_name"] or entry["id"], entry["unit"])
+                          for entry in alpaca_eval_selection(wildcards.run)])
+
+
+def exported_units(wildcards):
+    """The MT-Bench models FastChat gets: the paper study's units (Table 1), else the AlpacaEval selection."""
+    name, grid = paper_study()
+    if grid is not None:
+        return _unique_names([(Path(unit).parts[2], unit) for unit in paper_units(grid["objectives"])])
+    return alpaca_eval_export_units(wildcards)
+
+
 PAPER_SHARED = {"results/paper/fig6_objective_shapes.png": "Fig. 6: loss and gradient at beta 0.05",
                 "results/paper/beta_grid.png": "beta-grid of DPO and LRML loss and gradient"}
 
 
 def paper_targets():
-    return [*PAPER_SHARED, *paper_artifacts(), "results/paper/MANIFEST.md"]
+    return [*PAPER_SHARED, *paper_artifacts(), *paper_exports(), f"results/{RUN}/config.yaml", "results/paper/MANIFEST.md"]
 
 
 def paper_manifest():
@@ -417,12 +449,18 @@ def paper_manifest():
 
     presets = sorted(glob.glob(str(Path(workflow.basedir) / "configs" / "paper" / "*.yaml")))
     presets.append(str(Path(workflow.basedir) / "configs" / "paper_lite.yaml"))
-    listed = {"configured_run": RUN, "shared": PAPER_SHARED, "built": paper_artifacts(), "presets": {}}
+    listed = {"configured_run": RUN, "shared": PAPER_SHARED, "built": {**paper_artifacts(), **paper_exports()},
+              "presets": {}}
     for preset in presets:
         if Path(preset).exists():
             preset_config = yaml.safe_load(Path(preset).read_text())
             listed["presets"][Path(preset).relative_to(workflow.basedir).as_posix()] = preset_config["run"]
     return as_json(listed)
+
+
+def tldr_reference_outputs(wildcards):
+    """The SFT reference's summaries, when a model's are compared with them."""
+    return [f"results/{wildcards.run}/reference/tldr/model_outputs.json"] if wildcards.reference == "sft" else []
 
 
 def tldr_metrics(wildcards):

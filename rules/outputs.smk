@@ -7,8 +7,10 @@ rule summary:
         verdict="results/{run}/verdict.json",
         reference="results/{run}/reference/eval.json",
     output:
-        csv="results/{run}/summary.csv",
-        markdown="results/{run}/summary.md",
+        csv=report("results/{run}/summary.csv", caption="../report/summary.rst", category="Discovery",
+                   labels={"table": "ranked summary"}),
+        markdown=report("results/{run}/summary.md", caption="../report/summary.rst", category="Discovery",
+                        labels={"table": "ranked summary (Markdown)"}),
     log:
         "results/{run}/logs/summary.log",
     conda:
@@ -46,6 +48,21 @@ rule figures:
         "python -m prefdisco.figures --archive {input.archive} --reference-eval {input.reference}"
         " --fitness-figure {output.fitness} --shapes-figure {output.shapes}"
         " --reward-kl-figure {output.reward_kl} > {log} 2>&1"
+
+
+# The run's resolved config, for the report (`snakemake --report`).
+rule run_config:
+    localrule: True
+    output:
+        report("results/{run}/config.yaml", caption="../report/run_config.rst", category="Run config"),
+    params:
+        config=as_json(config),
+    log:
+        "results/{run}/logs/run_config.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.run_config --config {params.config:q} --output {output} > {log} 2>&1"
 
 
 # `snakemake verify`: every record parses and matches the sha256 of each input it names; prints the command that
