@@ -61,7 +61,7 @@ def test_paper_exports_are_read_by_fastchat_and_alpaca_eval(tmp_path, tiny_model
     scores = {}
     for entry in selection:
         ours = json.loads((run / entry["unit"] / "mt_bench" / "scores.json").read_text())["score"]
-        line = next(l for l in average.splitlines() if l.startswith(names[entry["unit"]]))
+        line = next(row for row in average.splitlines() if row.startswith(names[entry["unit"]]))
         assert float(line.split()[-1]) == pytest.approx(ours, abs=1e-5)
         scores[names[entry["unit"]]] = ours
     assert len(set(scores.values())) == 2  # the two objectives' answers differ, and so do their scores
