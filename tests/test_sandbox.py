@@ -160,13 +160,12 @@ def test_measurements_are_recorded_not_judged(library_results: dict[str, dict]) 
     assert library_results["dpo"]["measurements"]["finite_at_batch_size_1"] is True
 
 
-def test_validating_eight_candidates_takes_under_three_seconds() -> None:
+def test_eight_candidates_validate_concurrently_in_order() -> None:
+    # Their speed is measured by benchmarks/bench_validation.py, side by side; tests do not time things.
     programs = [(f"c{i}", library_source(LIBRARY[i % len(LIBRARY)])) for i in range(8)]
-    started = time.monotonic()
     results = validate_programs(programs, beta=0.1)
-    elapsed = time.monotonic() - started
+    assert [r["id"] for r in results] == [f"c{i}" for i in range(8)]
     assert all(r["valid"] for r in results)
-    assert elapsed < 3.0, f"K=8 took {elapsed:.2f} s"
 
 
 # ---- hostile and broken programs ------------------------------------------------------------------------------
