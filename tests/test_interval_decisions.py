@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from prefdisco.proposers.evolution import _usable_parents, selection_score
+from prefdisco.proposers.evolution import PREFERENCE_SPACE, _usable_parents, selection_score
 from prefdisco.proposers.prompts import fitness_text, outcome_line, select_context
 
 
@@ -33,7 +33,7 @@ def test_best_records_and_parents_are_chosen_by_the_lower_bound():
     archive = [lucky, steady, plain]
     assert [r["id"] for r in select_context(archive, best_n=1, recent_m=0)] == ["steady"]
     assert selection_score(lucky) == 0.05 and selection_score(plain) == 0.10
-    parents = {p.id: p.fitness for p in _usable_parents(archive)}
+    parents = {p.id: p.fitness for p in _usable_parents(archive, PREFERENCE_SPACE)}
     assert parents == {"lucky": 0.05, "steady": 0.17, "plain": 0.10}
     wins = [select_context(archive, best_n=1, recent_m=0, rng=random.Random(i), tournament_size=3)[0]["id"]
             for i in range(5)]

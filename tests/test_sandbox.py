@@ -454,7 +454,7 @@ def test_results_keep_input_order_and_ids() -> None:
     assert [r["id"] for r in results] == ["b", "a", "c"]
     assert [r["valid"] for r in results] == [False, True, False]
     assert set(results[0]) == {"id", "valid", "error", "checks", "fingerprint", "measurements", "curve", "wall_seconds"}
-    assert runner.SandboxLimits() == SandboxLimits(cpu_seconds=10, memory_mb=4096, wall_seconds=30.0)
+    assert runner.SandboxLimits() == SandboxLimits(cpu_seconds=20, memory_mb=4096, wall_seconds=60.0)  # the schema's defaults
 
 
 # The paper's prompt template annotates with torch.FloatTensor; torch.tensor(..., device=...) makes torch's C++
