@@ -107,7 +107,8 @@ def test_damaged_record_in_a_real_run_is_rebuilt_with_what_depends_on_it_and_not
                    capture_output=True, text=True, timeout=900)
     after = files_with_mtimes(run)
     changed = sorted(k for k in before if after.get(k) != before[k])
-    depends = {"gen1/cand0/eval.json", "gen1/archive.jsonl", "summary.csv", "summary.md",
+    depends = {"gen1/cand0/eval.json", "gen1/archive.jsonl", "gen1/promotion.json", "archive.jsonl", "verdict.json",
+               "summary.csv", "summary.md",
                "figures/fitness_over_generations.png", "figures/objective_shapes.png", "figures/reward_vs_kl.png"}
     assert "gen1/cand0/eval.json" in changed and set(changed) <= depends, changed
     assert json.loads(damaged.read_text())["status"] in {"ok", "eval_failed"}
