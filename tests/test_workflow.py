@@ -125,8 +125,11 @@ def test_killed_run_resumes_without_redoing_finished_candidates(tmp_path, tiny_m
     process = subprocess.Popen([*SNAKEMAKE, "--directory", str(tmp_path)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True, env=ENV)
     first_training = tmp_path / "results" / "tiny" / "gen0" / "cand0" / "train.json"
+    # Its evaluation's log appears once Snakemake has recorded the training as finished: a train.json alone may
+    # belong to a job still exiting, which Snakemake rightly counts as incomplete and redoes.
+    its_evaluation = tmp_path / "results" / "tiny" / "logs" / "gen0" / "cand0" / "evaluate.log"
     deadline = time.monotonic() + TIMEOUT
-    while not first_training.exists() and process.poll() is None and time.monotonic() < deadline:
+    while not its_evaluation.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
     assert first_training.exists(), "the run never finished a training"
     os.killpg(process.pid, signal.SIGKILL)  # as a crash or a pre-empted node would: no clean-up
