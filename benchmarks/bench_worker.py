@@ -106,7 +106,7 @@ def train_steps(model_dir, tokenizer, dataset, evaluator, options: TrainingOptio
                 ) -> tuple[list[float], list[float]]:
     """Per-step wall times and per-step objective-call times, the first step left out (one-off costs: the
     worker's start and load among them)."""
-    from prefdisco import training
+    from prefdisco import trainer as training
 
     timer = StepTimer()
     evaluator = TimedEvaluator(evaluator)
