@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -32,6 +31,8 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from bench_workflow import cpu_model  # the one CPU-model line every benchmark prints beside its times
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,16 +46,6 @@ SETTINGS = {
                      "eval_samples_per_prompt": 1, "batch_size": 128},
             "training": {"batch_size": 8, "learning_rate": 5.0e-4, "trainable_layers": 4}},
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 class Clock:
