@@ -63,11 +63,6 @@ def task_options():
     return as_json(config["task"]["options"])
 
 
-def accelerate_config():
-    """The accelerate config a job with several GPUs launches with (config `training.distributed`)."""
-    return str(Path(workflow.basedir) / "configs" / "accelerate" / f"{config['training']['distributed']}.yaml")
-
-
 def threads_for(rule_name):
     return config["threads"][rule_name]
 

@@ -37,7 +37,8 @@ rule reference_logps:
         reference="results/{run}/reference/reference.json",
         pairs="results/{run}/data/preferences.jsonl",
     output:
-        "results/{run}/data/reference_logps.jsonl",
+        logps="results/{run}/data/reference_logps.jsonl",
+        states="results/{run}/data/frozen_states.pt",
     params:
         training=training_options(),
     log:
@@ -54,7 +55,8 @@ rule reference_logps:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.reference_logps --reference {input.reference} --pairs {input.pairs}"
-        " --training {params.training:q} --threads {threads} --gpus {resources.gpu} --output {output} > {log} 2>&1"
+        " --training {params.training:q} --threads {threads} --gpus {resources.gpu} --output {output.logps}"
+        " --states-output {output.states} > {log} 2>&1"
 
 
 rule evaluate_reference:

@@ -9,13 +9,13 @@ rule train:
         reference=shared("reference/reference.json"),
         pairs=shared("data/preferences.jsonl"),
         reference_logps=shared("data/reference_logps.jsonl"),
+        frozen_states=shared("data/frozen_states.pt"),
     output:
         record="results/{run}/{unit}/train.json",
         policy=directory("results/{run}/{unit}/policy"),
     params:
         training=training_options(),
         sandbox=as_json(config["sandbox"]),
-        accelerate_config=accelerate_config(),
     log:
         "results/{run}/logs/{unit}/train.log",
     benchmark:
@@ -31,8 +31,8 @@ rule train:
     shell:
         "python -m prefdisco.train --objective {input.objective} --reference {input.reference}"
         " --pairs {input.pairs} --reference-logps {input.reference_logps} --training {params.training:q}"
-        " --sandbox {params.sandbox:q}"
-        " --threads {threads} --gpus {resources.gpu} --accelerate-config {params.accelerate_config:q}"
+        " --sandbox {params.sandbox:q} --frozen-states {input.frozen_states}"
+        " --threads {threads} --gpus {resources.gpu}"
         " --policy-dir {output.policy} --output {output.record} > {log} 2>&1"
 
 

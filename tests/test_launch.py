@@ -1,4 +1,4 @@
-"""Multi-process training: the accelerate configs kept in configs/accelerate/, and a real two-process run of the
+"""Multi-process training: the accelerate configs kept in src/prefdisco/accelerate/, and a real two-process run of the
 training entry point through its launcher (accelerate, DDP over gloo on the CPU: the GPU count is injected)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from prefdisco.models import load_causal_lm, load_tokenizer
 from prefdisco.reference import reference_path
 from prefdisco.trainer import TrainingOptions, compute_reference_logps
 
-CONFIGS = REPO / "configs" / "accelerate"
+CONFIGS = REPO / "src" / "prefdisco" / "accelerate"
 # 16 pairs; one has a long chosen completion, so its reference log-prob is far below every other's.
 PAIRS = [{"pair_id": f"p{i}", "prompt": f"Review {i}: the film", "chosen": " was a delight.", "rejected": " dragged."}
          for i in range(15)]
@@ -30,7 +30,7 @@ PAIRS.append({"pair_id": "long", "prompt": "Review 15: the film", "rejected": " 
               "chosen": " was a delight from the first scene to the last, with a cast that carries every moment and "
                         "a score that lifts the whole story."})
 TRAINING = {"batch_size": 2, "max_steps": 4, "max_length": 64, "device": "cpu", "precision": "fp32",
-            "learning_rate": 1e-3, "trainable_layers": None}
+            "learning_rate": 1e-3, "trainable_layers": None, "distributed": "ddp"}
 # Not a number only on the batch that holds the long pair, so only in one of the two processes (the NaN is
 # added outside the gradient's path, so the other batches' gradients stay finite).
 NAN_ON_LONG_PAIR = """
@@ -123,7 +123,7 @@ def train_on_two_gpus(inputs: Path, out: Path, objective: dict) -> tuple[subproc
     command = [sys.executable, "-m", "prefdisco.train", "--objective", str(out / "objective.json"),
                "--reference", str(inputs / "reference.json"), "--pairs", str(inputs / "pairs.jsonl"),
                "--reference-logps", str(inputs / "reference_logps.jsonl"), "--training", json.dumps(TRAINING),
-               "--threads", "1", "--gpus", "2", "--accelerate-config", str(CONFIGS / "ddp.yaml"),
+               "--threads", "1", "--gpus", "2",
                "--policy-dir", str(out / "policy"), "--output", str(out / "train.json")]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)

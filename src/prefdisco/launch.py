@@ -1,6 +1,6 @@
 """Multi-GPU launch: a stage entry point given more than one GPU re-runs itself under ``accelerate launch``.
 
-One process per GPU, with the strategy's accelerate config from the repository (``configs/accelerate/``:
+One process per GPU, with the strategy's accelerate config shipped in the package (``prefdisco/accelerate/``:
 ``deepspeed_zero3``, ``fsdp`` or ``ddp``; config key ``training.distributed``). With one GPU or none the entry
 point simply goes on in-process, so the same rule runs on a CPU, one GPU or a whole node.
 """
@@ -36,6 +36,12 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def accelerate_config_file(strategy: str) -> Path:
+    """The accelerate config of a ``training.distributed`` strategy. Named, not passed as a path, so that a job's
+    command line does not change when the checkout moves (Snakemake would rerun every training)."""
+    return Path(__file__).parent / "accelerate" / f"{strategy}.yaml"
+
+
 def accelerate_command(module: str, argv: list[str], processes: int, config_file: Path, port: int) -> list[str]:
     """The ``accelerate launch`` command that runs ``python -m module argv`` in ``processes`` processes."""
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
@@ -48,7 +54,7 @@ def relaunch(module: str, argv: list[str], processes: int, config_file: Path) ->
     config_file = Path(config_file)
     if not config_file.is_file():
         raise FileNotFoundError(f"accelerate config {config_file} not found (training.distributed names a file "
-                                "in configs/accelerate/)")
+                                "in prefdisco/accelerate/)")
     settings = yaml.safe_load(config_file.read_text())
     if settings.get("distributed_type") == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
         raise RuntimeError(f"{config_file.name} launches DeepSpeed, which is not installed: `pip install deepspeed` "

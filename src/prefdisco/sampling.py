@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .shared_layers import HiddenStateRecorder, shared_bottom_layers, top_layers_logps
+
 
 @dataclass
 class Completion:
@@ -16,6 +18,13 @@ class Completion:
     prompt_ids: list[int]
     completion_ids: list[int]  # up to and including the first EOS, if one was generated
     text: str  # the decoded completion, special tokens removed
+    # log model(completion | prompt) from the logits the sample was drawn from; None where the sampling distribution
+    # was not the model's own (temperature != 1 or top-k truncation)
+    logp: float | None = None
+    # the hidden state entering decoder layer ``hidden_layer`` at every position before the last token, kept when
+    # sampling was asked to (see shared_layers): the reference's log-probability then needs only its top layers
+    hidden: torch.Tensor | None = None
+    hidden_layer: int = 0
 
 
 def encode_prompts(tokenizer, prompts: list[str], rendered_chat: bool):
@@ -40,39 +49,69 @@ def sample_completions(
     top_k: int = 0,
     batch_size: int = 32,
     rendered_chat: bool = False,
+    keep_hidden_at: int = 0,
 ) -> list[Completion]:
     """Sample ``samples_per_prompt`` completions of every prompt, in prompt order.
 
     Each batch is seeded from ``seed`` and its index, so a run is reproducible for a given batch size.
     ``rendered_chat``: the prompts were rendered by the model's chat template (see :func:`encode_prompts`).
+    Sampled at temperature 1 without truncation, each completion also carries its log-probability under the model,
+    read from the logits it was drawn from: scoring KL then needs no second forward pass of the policy.
+    ``keep_hidden_at`` > 0 keeps each completion's hidden states entering that decoder layer (for
+    :func:`sampled_kl`, from :func:`prefdisco.shared_layers.shared_bottom_layers`).
     """
     model.eval()
     device = next(model.parameters()).device
     jobs = [(i, p) for i, p in enumerate(prompts) for _ in range(samples_per_prompt)]
+    own_distribution = temperature == 1.0 and not top_k  # logits processors then leave the distribution unchanged
     completions: list[Completion] = []
     for batch_index, start in enumerate(range(0, len(jobs), batch_size)):
         batch = jobs[start : start + batch_size]
         encoded = encode_prompts(tokenizer, [p for _, p in batch], rendered_chat).to(device)
         torch.manual_seed(seed * 1_000_003 + batch_index)
-        output = model.generate(
-            **encoded,
-            do_sample=True,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=1.0,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
-        for (prompt_index, prompt), row, ids, mask in zip(
-            batch, new_tokens, encoded["input_ids"].tolist(), encoded["attention_mask"].tolist()
+        recorder = HiddenStateRecorder(model, keep_hidden_at) if keep_hidden_at else None
+        try:
+            output = model.generate(
+                **encoded,
+                do_sample=True,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=1.0,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                return_dict_in_generate=True,
+                output_logits=own_distribution,
+            )
+        finally:
+            if recorder is not None:
+                recorder.close()
+        width = encoded["input_ids"].shape[1]
+        hidden = recorder.joined().cpu() if recorder is not None else None
+        if hidden is not None and hidden.shape[1] != output.sequences.shape[1] - 1:
+            hidden = None  # not one position per step (generation without a KV cache): KL takes the whole pass
+        new_tokens = output.sequences[:, width:]
+        token_logps = _generated_token_logps(output.logits, new_tokens) if own_distribution else None
+        for row, ((prompt_index, prompt), ids, mask) in enumerate(
+            zip(batch, encoded["input_ids"].tolist(), encoded["attention_mask"].tolist())
         ):
             prompt_ids = [t for t, m in zip(ids, mask) if m]
-            completion_ids = _cut_at_eos(row, tokenizer.eos_token_id)
+            completion_ids = _cut_at_eos(new_tokens[row].tolist(), tokenizer.eos_token_id)
             text = tokenizer.decode(completion_ids, skip_special_tokens=True)
-            completions.append(Completion(prompt_index, prompt, prompt_ids, completion_ids, text))
+            logp = None if token_logps is None else float(token_logps[row, : len(completion_ids)].sum())
+            completion = Completion(prompt_index, prompt, prompt_ids, completion_ids, text, logp)
+            if hidden is not None:  # left-padded prompt, then one position per generated token but the last
+                completion.hidden = hidden[row, width - len(prompt_ids) : width + len(completion_ids) - 1].clone()
+                completion.hidden_layer = keep_hidden_at
+            completions.append(completion)
     return completions
+
+
+def _generated_token_logps(step_logits: tuple[torch.Tensor, ...], new_tokens: torch.Tensor) -> torch.Tensor:
+    """(B, steps) log-probabilities of the generated tokens under the raw logits of each step."""
+    logps = [torch.log_softmax(logits.float(), dim=-1).gather(-1, new_tokens[:, step, None]).squeeze(-1)
+             for step, logits in enumerate(step_logits)]
+    return torch.stack(logps, dim=1).cpu()
 
 
 @torch.no_grad()
@@ -103,11 +142,26 @@ def completion_logps(model, completions: list[Completion], pad_token_id: int, ba
 
 def sampled_kl(policy, reference, tokenizer, completions: list[Completion], batch_size: int) -> list[float]:
     """Per completion, log policy(y|x) - log reference(y|x): with y sampled from the policy at temperature 1 and no
-    truncation, its mean is an unbiased estimate of KL(policy || reference). ``reference=None``: zeros."""
+    truncation, its mean is an unbiased estimate of KL(policy || reference). ``reference=None``: zeros.
+
+    The policy's term is the one recorded at sampling time where every completion has it (the same number a forward
+    pass gives, without paying for that pass); only the reference is run again.
+    """
     if reference is None:
         return [0.0] * len(completions)
-    policy_logps = completion_logps(policy, completions, tokenizer.pad_token_id, batch_size)
-    reference_logps = completion_logps(reference, completions, tokenizer.pad_token_id, batch_size)
+    if all(c.logp is not None for c in completions):
+        policy_logps = torch.tensor([c.logp for c in completions])
+    else:
+        policy_logps = completion_logps(policy, completions, tokenizer.pad_token_id, batch_size)
+    layer = completions[0].hidden_layer if completions else 0
+    if layer and all(c.hidden is not None and c.hidden_layer == layer for c in completions) \
+            and layer <= shared_bottom_layers(policy, reference):
+        reference_logps = torch.cat([
+            top_layers_logps(reference, layer, [c.hidden for c in batch], [len(c.prompt_ids) for c in batch],
+                             [c.completion_ids for c in batch])
+            for batch in (completions[i : i + batch_size] for i in range(0, len(completions), batch_size))])
+    else:
+        reference_logps = completion_logps(reference, completions, tokenizer.pad_token_id, batch_size)
     return (policy_logps - reference_logps).tolist()
 
 

@@ -25,7 +25,7 @@ import torch
 from .cli import json_option, setup_logging
 from .devices import assign_gpus
 from .io import provenance, read_json, read_jsonl, write_json
-from .launch import is_main_process, launched, relaunch, world_size
+from .launch import accelerate_config_file, is_main_process, launched, relaunch, world_size
 from .models import (
     load_causal_lm,
     load_tokenizer,
@@ -41,6 +41,7 @@ from .errors import truncate_error
 from .sandbox.static_policy import PolicyViolation, check_source
 from .sandbox.runner import SandboxLimits
 from .sandbox.worker import ObjectiveWorker
+from .shared_layers import FrozenStates
 from .trainer import (
     CandidateError,
     TrainingOptions,
@@ -55,9 +56,10 @@ log = logging.getLogger(__name__)
 
 
 def run_training(objective_spec: dict, reference_json: Path, pairs: list[dict], reference_logps: list[dict],
-                 options: TrainingOptions, policy_dir: Path, limits: SandboxLimits = SandboxLimits()) -> dict:
+                 options: TrainingOptions, policy_dir: Path, limits: SandboxLimits = SandboxLimits(),
+                 frozen_states: FrozenStates | None = None) -> dict:
     """Train one candidate, its objective served by a confined worker under ``limits`` per call; returns its
-    training record."""
+    training record. ``frozen_states``: the reference_logps stage's states of the frozen bottom layers."""
     options = replace(options, **objective_spec.get("training_overrides", {}))
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)
@@ -83,10 +85,12 @@ def run_training(objective_spec: dict, reference_json: Path, pairs: list[dict], 
     # Each process (rank) its own worker; it starts while the model loads and is gone when training ends.
     with tempfile.TemporaryDirectory() as scratch, ObjectiveWorker(objective_spec["code"], limits) as worker:
         try:
-            trainer, history = train_objective(model, tokenizer, dataset, worker, options, Path(scratch))
+            trainer, history = train_objective(model, tokenizer, dataset, worker, options, Path(scratch), frozen_states)
         except CandidateError as error:
             return _failed(record, objective_spec["id"], str(error), policy_dir, started)
         save_policy(trainer, model_dir, policy_dir, trained_names)
+    # How many steps started from the recorded states of the frozen layers, rather than from a whole forward pass.
+    record["frozen_state_steps"] = trainer.frozen_steps
     record["metrics"] = summarise_history(history)
     record["history"] = history
     record["wall_seconds"] = time.monotonic() - started
@@ -116,23 +120,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpus", type=int, default=None, help="GPUs of this job, its own (resources.gpu); more "
                         "than one: one process per GPU under accelerate")
     parser.add_argument("--accelerate-config", type=Path, default=None,
-                        help="accelerate config for more than one GPU (configs/accelerate/<training.distributed>.yaml)")
+                        help="accelerate config for more than one GPU; default: the one of training.distributed "
+                        "(prefdisco/accelerate/<name>.yaml)")
+    parser.add_argument("--frozen-states", type=Path, default=None, help="the reference_logps stage's states of the "
+                        "frozen bottom layers (.pt)")
     parser.add_argument("--policy-dir", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True, help="train.json")
     args = parser.parse_args(argv)
     setup_logging()
     gpus = assign_gpus(args.gpus)
     if len(gpus) > 1 and not launched():
-        if args.accelerate_config is None:
-            parser.error(f"{len(gpus)} GPUs need --accelerate-config")
-        sys.exit(relaunch(__spec__.name, sys.argv[1:] if argv is None else argv, len(gpus), args.accelerate_config))
+        config_file = args.accelerate_config or accelerate_config_file(TrainingOptions(**args.training).distributed)
+        sys.exit(relaunch(__spec__.name, sys.argv[1:] if argv is None else argv, len(gpus), config_file))
     set_threads(args.threads)
 
     spec = read_json(args.objective)
     record = run_training(spec, args.reference, read_jsonl(args.pairs), read_jsonl(args.reference_logps),
-                          TrainingOptions(**args.training), args.policy_dir, SandboxLimits(**args.sandbox))
+                          TrainingOptions(**args.training), args.policy_dir, SandboxLimits(**args.sandbox),
+                          FrozenStates.load(args.frozen_states) if args.frozen_states else None)
     if is_main_process():
-        record["inputs"] = provenance(args.objective, args.reference, args.pairs, args.reference_logps)
+        record["inputs"] = provenance(args.objective, args.reference, args.pairs, args.reference_logps,
+                                      args.frozen_states)
         write_json(args.output, record)
         log.info("candidate %s: %s (%.1f s)", spec["id"], record["status"], record["wall_seconds"])
 

@@ -32,6 +32,7 @@ from trl.trainer.utils import add_fused_lm_head
 
 from .errors import CandidateError
 from .models import resolve_device, resolve_precision
+from .shared_layers import FrozenStates, layers_from
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class TrainingOptions:
     precision: str = "auto"
     gradient_checkpointing: bool = False
     logging_steps: int = 1
-    distributed: str = "deepspeed_zero3"  # strategy of a job with several GPUs: configs/accelerate/<name>.yaml
+    distributed: str = "deepspeed_zero3"  # strategy of a job with several GPUs: prefdisco/accelerate/<name>.yaml
     eval_pairs: int = 0  # pairs held out of training and scored every eval_steps (evaluation loss, Fig. 7); 0: none
     eval_steps: int = 16
 
@@ -80,8 +81,11 @@ class ObjectiveDPOTrainer(DPOTrainer):
     :meth:`reference_logps`), so that tokenisation, truncation and summation match training exactly.
     """
 
-    def __init__(self, *args, objective: ObjectiveEvaluator | None = None, **kwargs):
+    def __init__(self, *args, objective: ObjectiveEvaluator | None = None, frozen_states: FrozenStates | None = None,
+                 **kwargs):
         self.objective = objective
+        self.frozen_states = frozen_states  # see _policy_log_probs
+        self.frozen_steps = 0
         # Two pieces of TRL's set-up this trainer never uses, skipped: with precompute_ref_log_probs TRL hashes
         # every weight to name its own log-prob cache (seconds for a small model, a minute for a 7B one), and
         # its fused LM head computes entropy, mean logits and top-1 hits on every forward for metrics that
@@ -103,15 +107,23 @@ class ObjectiveDPOTrainer(DPOTrainer):
         return dataset
 
     @torch.no_grad()
-    def reference_logps(self, batch_size: int) -> tuple[list[float], list[float]]:
-        """Log-probs of the training dataset's chosen and rejected completions under the (untrained) model."""
+    def reference_logps(self, batch_size: int, states: FrozenStates | None = None) -> tuple[list[float], list[float]]:
+        """Log-probs of the training dataset's chosen and rejected completions under the (untrained) model; with
+        ``states``, the hidden states its frozen bottom layers compute are kept there too, from the same pass."""
         dataset = self.train_dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])
         loader = DataLoader(dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False)
         self.model.eval()
         chosen, rejected = [], []
         for batch in loader:
             batch = self._prepare_inputs(batch)
-            c, r = self.compute_ref_log_probs(self.model, batch)
+            recorder = states.recorder(self.accelerator.unwrap_model(self.model)) if states is not None else None
+            try:
+                c, r = self.compute_ref_log_probs(self.model, batch)
+            finally:
+                if recorder is not None:
+                    recorder.close()
+            if recorder is not None:
+                states.add(batch["input_ids"], batch["attention_mask"], recorder.joined())
             chosen += c.float().cpu().tolist()
             rejected += r.float().cpu().tolist()
         return chosen, rejected
@@ -123,7 +135,7 @@ class ObjectiveDPOTrainer(DPOTrainer):
         completion_mask = inputs["completion_mask"]
         model_kwargs = {k: v for k, v in inputs.items() if k not in ("completion_mask", *REFERENCE_COLUMNS)}
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
-        outputs = model(**model_kwargs, use_cache=False, labels=labels, fused_lm_head=True)
+        outputs = self._policy_log_probs(model, model_kwargs, labels)
         seq_len = completion_mask.size(1) - 1
         logps = outputs.log_probs[:, -seq_len:].sum(dim=1)
         chosen_logps, rejected_logps = logps.chunk(2, dim=0)
@@ -157,6 +169,21 @@ class ObjectiveDPOTrainer(DPOTrainer):
         metrics["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
         metrics["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())
         return (loss, outputs) if return_outputs else loss
+
+    def _policy_log_probs(self, model, model_kwargs: dict, labels: torch.Tensor):
+        """The policy's per-token log-probs of the batch (TRL's fused LM head). A policy that trains only its top
+        layers starts, in training, from the states its frozen bottom computes, recorded once by the reference_logps
+        stage: the same numbers and the same gradients, without the bottom layers' forward pass at every step."""
+        states = None
+        if self.frozen_states is not None and self.model.training and self.accelerator.num_processes == 1:
+            states = self.frozen_states.batch(model_kwargs["input_ids"], model_kwargs["attention_mask"])
+        if states is None:
+            return model(**model_kwargs, use_cache=False, labels=labels, fused_lm_head=True)
+        self.frozen_steps += 1
+        kwargs = {k: v for k, v in model_kwargs.items() if k != "input_ids"}
+        with layers_from(self.accelerator.unwrap_model(model), self.frozen_states.layer):
+            return model(inputs_embeds=states.to(self.accelerator.unwrap_model(model).dtype), **kwargs,
+                         use_cache=False, labels=labels, fused_lm_head=True)
 
     def _failure_anywhere(self, failure: str | None) -> str | None:
         """With several processes, all of them stop when the objective fails in any one (a NaN can show up in
@@ -272,8 +299,10 @@ def attach_reference_logps(pairs: list[dict], reference_logps: list[dict]) -> Da
     return Dataset.from_list(rows)
 
 
-def compute_reference_logps(model, tokenizer, pairs: list[dict], options: TrainingOptions, scratch_dir: Path) -> list[dict]:
-    """Reference log-probs of every pair, through the trainer's own tokenisation and summation."""
+def compute_reference_logps(model, tokenizer, pairs: list[dict], options: TrainingOptions, scratch_dir: Path,
+                            states: FrozenStates | None = None) -> list[dict]:
+    """Reference log-probs of every pair, through the trainer's own tokenisation and summation; with ``states``
+    (:meth:`FrozenStates.for_top_layers`), the frozen bottom layers' states of every sequence are kept there."""
     dataset = Dataset.from_list([{"pair_id": p["pair_id"], "prompt": p["prompt"], "chosen": p["chosen"],
                                   "rejected": p["rejected"]} for p in pairs])
     tokenizer.padding_side = "right"
@@ -281,7 +310,7 @@ def compute_reference_logps(model, tokenizer, pairs: list[dict], options: Traini
     trainer = ObjectiveDPOTrainer(model=model, args=dpo_config(options, scratch_dir), train_dataset=dataset,
                                   processing_class=tokenizer, objective=None)
     with trainer.accelerator.autocast():  # training's mixed precision (bf16/fp16 forward), so step 0 matches
-        chosen, rejected = trainer.reference_logps(options.batch_size)
+        chosen, rejected = trainer.reference_logps(options.batch_size, states)
     pair_ids = trainer.train_dataset["pair_id"]
     dropped = sorted(set(p["pair_id"] for p in pairs) - set(pair_ids))
     if dropped:  # every training job would drop them too, and then find no reference log-probs for them
@@ -292,8 +321,9 @@ def compute_reference_logps(model, tokenizer, pairs: list[dict], options: Traini
 
 
 def train_objective(model, tokenizer, dataset: Dataset, objective: ObjectiveEvaluator, options: TrainingOptions,
-                    scratch_dir: Path) -> tuple[ObjectiveDPOTrainer, list[dict]]:
+                    scratch_dir: Path, frozen_states: FrozenStates | None = None) -> tuple[ObjectiveDPOTrainer, list[dict]]:
     """Fine-tune ``model`` in place with ``objective`` (the confined worker); returns the trainer and its log history.
+    ``frozen_states``: the reference_logps stage's states of the frozen bottom layers, used where they fit.
 
     Raises CandidateError when the objective fails; anything else is a fault of the workflow and propagates.
     """
@@ -310,8 +340,10 @@ def train_objective(model, tokenizer, dataset: Dataset, objective: ObjectiveEval
     if len(dataset) < per_step:  # with short batches dropped, there would be no step at all
         raise ValueError(f"training.batch_size={options.batch_size} x {config.world_size} process(es) needs at least "
                          f"{per_step} preference pairs; the dataset has {len(dataset)}")
-    trainer = ObjectiveDPOTrainer(model=model, args=config, train_dataset=dataset,
-                                  eval_dataset=eval_dataset, processing_class=tokenizer, objective=objective)
+    if frozen_states is not None and not frozen_states.usable_for(model, options.trainable_layers):
+        frozen_states = None
+    trainer = ObjectiveDPOTrainer(model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset,
+                                  processing_class=tokenizer, objective=objective, frozen_states=frozen_states)
     trainer.train()
     history = [dict(entry) for entry in trainer.state.log_history]
     for entry in history:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..options import options_from
+from ..shared_layers import shared_bottom_layers
 from ..sampling import mean_and_sem_by_prompt, sample_completions, sampled_kl
 from ..statistics import per_prompt_means
 
@@ -111,7 +112,8 @@ def score(policy, reference, tokenizer, heldout: list[list[dict]], options: Chat
                for messages in heldout]
     completions = sample_completions(policy, tokenizer, prompts, options.eval_samples_per_prompt,
                                      options.max_new_tokens, seed=seed, temperature=1.0, top_k=0,
-                                     batch_size=options.batch_size, rendered_chat=True)
+                                     batch_size=options.batch_size, rendered_chat=True,
+                                     keep_hidden_at=shared_bottom_layers(policy, reference))
     kls = sampled_kl(policy, reference, tokenizer, completions, options.batch_size)
     kl, kl_sem = mean_and_sem_by_prompt(completions, kls)
     per_prompt = {"kl": per_prompt_means([c.prompt_index for c in completions], kls, len(heldout))}

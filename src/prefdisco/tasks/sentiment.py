@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from ..options import options_from
+from ..shared_layers import shared_bottom_layers
 from ..sampling import Completion, mean_and_sem_by_prompt, sample_completions, sampled_kl
 from ..statistics import per_prompt_means
 
@@ -112,6 +113,7 @@ def score_policy(policy, reference, tokenizer, prompts: list[str], options: Sent
         temperature=1.0,
         top_k=0,
         batch_size=options.batch_size,
+        keep_hidden_at=shared_bottom_layers(policy, reference),
     )
     rewards = sentiment_reward([c.prompt + c.text for c in completions])
     kls = sampled_kl(policy, reference, tokenizer, completions, options.batch_size)

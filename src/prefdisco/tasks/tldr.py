@@ -16,6 +16,7 @@ import statistics
 from dataclasses import dataclass
 
 from ..options import options_from
+from ..shared_layers import shared_bottom_layers
 from ..sampling import mean_and_sem_by_prompt, sample_completions, sampled_kl
 from .chat import load_splits
 
@@ -97,7 +98,8 @@ def score(policy, reference, tokenizer, heldout: list[dict], options: TldrOption
     prompts = [tokenizer.apply_chat_template(h["prompt"], tokenize=False, add_generation_prompt=True) for h in heldout]
     completions = sample_completions(policy, tokenizer, prompts, options.eval_samples_per_prompt,
                                      options.max_new_tokens, seed=seed, temperature=1.0, top_k=0,
-                                     batch_size=options.batch_size)
+                                     batch_size=options.batch_size,
+                                     keep_hidden_at=shared_bottom_layers(policy, reference))
     kls = sampled_kl(policy, reference, tokenizer, completions, options.batch_size)
     kl, kl_sem = mean_and_sem_by_prompt(completions, kls)
     return {"kl": kl, "kl_sem": kl_sem, "n_prompts": len(heldout), "n_samples": len(completions),
