@@ -32,6 +32,7 @@ rule classification_train:
         model="results/{run}/{unit}/model.pt",
     params:
         training=as_json(CLASSIFICATION["training"]),
+        sandbox=as_json(config["sandbox"]),
     log:
         "results/{run}/logs/{unit}/train.log",
     benchmark:
@@ -46,7 +47,7 @@ rule classification_train:
         "../envs/prefdisco.yaml"
     shell:
         "python -m prefdisco.classification.train --objective {input.objective} --data {input.data}"
-        " --training {params.training:q} --threads {threads} --gpus {resources.gpu}"
+        " --training {params.training:q} --sandbox {params.sandbox:q} --threads {threads} --gpus {resources.gpu}"
         " --model-out {output.model} --output {output.record} > {log} 2>&1"
 
 

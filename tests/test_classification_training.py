@@ -1,9 +1,14 @@
-"""Classification: the digits split, the confined objective worker, the trainer (surrogate gradients) and scorer."""
+"""Classification: the digits split, the confined objective worker (sandbox.worker, serving the classification
+contract), the trainer (surrogate gradients) and scorer."""
 
 from __future__ import annotations
 
+import glob
 import math
-from dataclasses import replace
+import os
+import re
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,10 +19,13 @@ from prefdisco.classification.evaluate import evaluate_unit, wilson_interval
 from prefdisco.classification.models import build_model
 from prefdisco.classification.objectives import library_source
 from prefdisco.classification.train import ClassifierOptions, options_from_dict, run_training, train_classifier
-from prefdisco.classification.worker import CandidateError, ObjectiveWorker
-from prefdisco.sandbox.static_policy import PolicyViolation
+from prefdisco.errors import CandidateError
+from prefdisco.sandbox.runner import SandboxLimits
+from prefdisco.sandbox.worker import ObjectiveWorker
+from unchecked_worker import COMMAND as UNCHECKED_WORKER
 
 OPTIONS = ClassifierOptions(model="mlp", epochs=3, batch_size=64, learning_rate=0.05, device="cpu")
+LIMITS = SandboxLimits(cpu_seconds=5, memory_mb=4096, wall_seconds=5.0)
 
 
 @pytest.fixture(scope="module")
@@ -36,33 +44,68 @@ def test_digits_split_is_fixed_disjoint_and_complete(digits):
     assert not torch.equal(digits_split(seed=1)["val_y"], digits["val_y"])
 
 
+def classify(code: str, logits: torch.Tensor, targets: torch.Tensor, limits: SandboxLimits = LIMITS, **kwargs):
+    with ObjectiveWorker(code, limits, family="classification", **kwargs) as worker:
+        return worker.evaluate_classification(logits, targets)
+
+
 def test_worker_returns_the_losses_and_gradient_of_the_mean():
     logits = torch.randn(32, 10, requires_grad=True)
     targets = torch.randint(0, 10, (32,))
-    with ObjectiveWorker(library_source("label_smoothing")) as worker:
-        losses, grads = worker.losses_and_grads(logits, targets)
+    losses, grads = classify(library_source("label_smoothing"), logits, targets)
     expected = F.cross_entropy(logits, targets, reduction="none", label_smoothing=0.1)
     (expected_grad,) = torch.autograd.grad(expected.mean(), logits)
+    assert losses.dtype == grads.dtype == torch.float32 and grads.shape == (32, 10)
     assert torch.allclose(losses, expected.detach(), atol=1e-6)
     assert torch.allclose(grads, expected_grad, atol=1e-7)
 
 
-def test_worker_runs_the_candidate_outside_this_process(tmp_path):
-    marker = tmp_path / "written"
-    # Refused on its text before any process starts; a program the policy passes meets the worker's limits.
-    with pytest.raises(PolicyViolation, match="'open' is not allowed"):
-        ObjectiveWorker(f"def bad(logits, targets):\n    open('{marker}', 'w')\n    return logits.sum(-1)\n")
+def test_the_worker_is_the_fresh_confined_interpreter_of_preference_objectives():
+    """Not a fork of the trainer: the same `python -m prefdisco.sandbox.worker`, told the classification family."""
+    with ObjectiveWorker(library_source("cross_entropy"), LIMITS, family="classification") as worker:
+        worker.evaluate_classification(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
+        command = Path(f"/proc/{worker.process.pid}/cmdline").read_bytes().split(b"\0")
+        assert command[1:3] == [b"-m", b"prefdisco.sandbox.worker"], command
+        assert command[command.index(b"--family") + 1] == b"classification", command
+        with pytest.raises(RuntimeError, match="serves the classification contract, not preference"):
+            worker.evaluate(0.1, *[torch.zeros(2)] * 4)
+
+
+MARKER = os.path.join(tempfile.gettempdir(), "prefdisco_pwned_by_a_classifier")
+
+
+@pytest.mark.parametrize(("write", "command", "reason"), [
+    # the static policy, applied by the worker's loader under this contract
+    (f"open({MARKER!r}, 'w')", None, "'open' is not allowed"),
+    # with the policy bypassed: the audit hook, armed around the call
+    (f"torch.save(logits, {MARKER!r})", UNCHECKED_WORKER, "the objective attempted a blocked operation"),
+])
+def test_a_hostile_write_is_refused_in_the_worker(write, command, reason):
+    code = f"def bad(logits, targets):\n    {write}\n    return logits.sum(-1)\n"
+    with pytest.raises(CandidateError, match=reason):
+        classify(code, torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), command=command)
+    assert glob.glob(MARKER) == []
+
+
+def test_a_looping_candidate_times_out_per_call():
     code = "def spin(logits, targets):\n    while True:\n        pass\n"
-    with ObjectiveWorker(code, replace_limits(call_seconds=2.0)) as worker:
-        with pytest.raises(CandidateError, match="longer than 2 s"):
-            worker.losses_and_grads(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
-    assert not marker.exists()
+    with pytest.raises(CandidateError, match="timed out after 2 s during a call"):
+        classify(code, torch.zeros(2, 3), torch.zeros(2, dtype=torch.long),
+                 SandboxLimits(cpu_seconds=30, memory_mb=4096, wall_seconds=2.0))
 
 
-def replace_limits(**changes):
-    from prefdisco.classification.worker import WorkerLimits
-
-    return replace(WorkerLimits(), **changes)
+@pytest.mark.parametrize(("body", "reason"), [
+    ("return F.cross_entropy(logits, targets)", "a scalar (shape ()) for a batch of 4"),
+    ("return logits", "shape (4, 3) for a batch of 4"),
+    ("return targets * 1", "dtype torch.int64"),
+    ("return F.cross_entropy(logits.detach(), targets, reduction='none')", "do not depend differentiably on the logits"),
+    ("return F.cross_entropy(logits, targets, reduction='none') / 0.0", "non-finite loss (inf)"),
+    ("return torch.sqrt(logits - logits)[:, 0]", "non-finite gradient with respect to the logits"),
+])
+def test_the_worker_refuses_a_bad_result_naming_the_problem(body, reason):
+    code = f"def bad(logits, targets):\n    {body}\n"
+    with pytest.raises(CandidateError, match=re.escape(reason)):
+        classify(code, torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
 
 
 def test_training_through_the_worker_equals_training_with_the_loss_in_process(digits):

@@ -15,7 +15,7 @@ from prefdisco.sandbox.loader import OBJECTIVE_FILENAME, define_objective  # noq
 COMMAND = [sys.executable, str(Path(__file__).resolve())]
 
 
-def load_unchecked(code: str, guard) -> object:
+def load_unchecked(code: str, guard, arguments: tuple[str, ...]) -> object:
     name = next(node.name for node in ast.parse(code).body if isinstance(node, ast.FunctionDef))
     compiled = compile(code, OBJECTIVE_FILENAME, "exec", dont_inherit=True)
     with guard.armed(frozenset({"exec"})):
@@ -48,7 +48,7 @@ def probe(readable_file: str, port: int):
             os._exit(0)
         os.waitpid(pid, 0)
 
-    def load(code: str, guard) -> object:
+    def load(code: str, guard, arguments: tuple[str, ...]) -> object:
         outcomes = {}
         for label, action in (("write /tmp", write), ("read the project", read), ("connect to loopback", connect),
                               ("fork", fork)):

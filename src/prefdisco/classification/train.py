@@ -1,11 +1,13 @@
 """Stage: train a classifier with one classification objective (a discovery candidate, or a transfer unit).
 
     python -m prefdisco.classification.train --objective objective.json --data data.pt --training '{...}' \\
-        [--threads N] [--gpus N] --model-out model.pt --output train.json
+        [--sandbox '{...}'] [--threads N] [--gpus N] --model-out model.pt --output train.json
 
-The objective runs in a confined worker (:mod:`.worker`); this process applies its gradients through the surrogate
-``sum(grad * logits)``. Writes ``train.json`` (status, metrics, per-epoch history, timings) and the trained
-weights. A failure of the candidate's own code is a result (``train_failed``); anything else fails the job.
+The objective runs in the confined objective worker that serves preference objectives too
+(:mod:`prefdisco.sandbox.worker`), under the limits of the config's ``sandbox`` section per call; this process
+applies its gradients through the surrogate ``sum(grad * logits)``. Writes ``train.json`` (status, metrics,
+per-epoch history, timings) and the trained weights. A failure of the candidate's own code is a result
+(``train_failed``); anything else fails the job.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from pathlib import Path
 import torch
 
 from prefdisco.classification.models import MODELS, build_model
-from prefdisco.classification.worker import CandidateError, ObjectiveWorker, WorkerLimits
 from prefdisco.cli import json_option, setup_logging
 from prefdisco.devices import assign_gpus
+from prefdisco.errors import CandidateError
 from prefdisco.io import read_json, write_json
 from prefdisco.models import resolve_device, set_threads
+from prefdisco.sandbox.runner import SandboxLimits
+from prefdisco.sandbox.worker import ObjectiveWorker
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +48,6 @@ class ClassifierOptions:
     augment: bool = False  # random crop (padding 4) and horizontal flip: CIFAR-10, never digits
     seed: int = 0  # initial weights and data order
     device: str = "auto"
-    objective_call_seconds: float = 60.0  # per batch, in the worker
-    objective_cpu_seconds: int = 36000  # the worker's CPU over the whole run
-    objective_memory_mb: int = 4096
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -89,14 +90,15 @@ def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return out
 
 
-def train_classifier(code: str, data: dict, options: ClassifierOptions) -> tuple[torch.nn.Module, list[dict]]:
-    """Train a fresh ``options.model`` on data's train split with the objective ``code``; the per-epoch history.
+def train_classifier(code: str, data: dict, options: ClassifierOptions,
+                     limits: SandboxLimits = SandboxLimits()) -> tuple[torch.nn.Module, list[dict]]:
+    """Train a fresh ``options.model`` on data's train split with the objective ``code``, served by a confined
+    worker under ``limits`` per call; the per-epoch history.
 
-    Raises CandidateError when the objective fails (its error, its non-finite loss, its time or memory limit).
+    Raises CandidateError when the objective fails (its error, a malformed or non-finite result, its limits).
     """
-    # The worker forks first, before this process does any torch work of its own.
-    limits = WorkerLimits(options.objective_cpu_seconds, options.objective_memory_mb, options.objective_call_seconds)
-    with ObjectiveWorker(code, limits) as worker:
+    # The worker starts first, so it imports and confines itself while the model is built.
+    with ObjectiveWorker(code, limits, family="classification") as worker:
         device = resolve_device(options.device)
         torch.manual_seed(options.seed)
         model = build_model(options.model, data["classes"], data["train_x"].shape[1]).to(device)
@@ -121,7 +123,7 @@ def train_classifier(code: str, data: dict, options: ClassifierOptions) -> tuple
                 if options.augment:
                     x = _augment(x, generator)
                 logits = model(x.to(device))
-                losses, grads = worker.losses_and_grads(logits, y)
+                losses, grads = worker.evaluate_classification(logits, y)
                 optimizer.zero_grad(set_to_none=True)
                 # d/dtheta sum(grad * logits) = d(mean loss)/dtheta: the candidate's gradient, applied here.
                 (grads * logits).sum().backward()
@@ -137,14 +139,16 @@ def train_classifier(code: str, data: dict, options: ClassifierOptions) -> tuple
     return model, history
 
 
-def run_training(spec: dict, data: dict, options: ClassifierOptions, model_out: Path) -> dict:
+def run_training(spec: dict, data: dict, options: ClassifierOptions, model_out: Path,
+                 limits: SandboxLimits = SandboxLimits()) -> dict:
+    """Train one unit, its objective served by a confined worker under ``limits`` per call; its training record."""
     options = replace(options, **spec.get("training_overrides", {}))
-    # The device is named after training: probing CUDA before the objective worker forks is what to avoid.
+    # The device is named after training, from the trained model's parameters.
     record = {"id": spec["id"], "status": "ok", "error": None, "device": options.device,
               "options": asdict(options), "metrics": {}, "history": []}
     started = time.monotonic()
     try:
-        model, history = train_classifier(spec["code"], data, options)
+        model, history = train_classifier(spec["code"], data, options, limits)
     except CandidateError as error:
         log.warning("candidate %s failed in training: %s", spec["id"], error)
         record.update(status="train_failed", error=str(error))
@@ -166,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--objective", type=Path, required=True, help="objective.json of the unit")
     parser.add_argument("--data", type=Path, required=True, help="the split written by classification.data")
     parser.add_argument("--training", type=json_option, default={}, help="classification.training (JSON)")
+    parser.add_argument("--sandbox", type=json_option, default={}, help="limits of one objective call in the worker "
+                        "(JSON: the config's sandbox section, cpu_seconds, memory_mb, wall_seconds)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--gpus", type=int, default=None, help="GPUs of this job, its own (resources.gpu)")
     parser.add_argument("--model-out", type=Path, required=True)
@@ -179,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     assign_gpus(args.gpus)
     set_threads(args.threads)
     spec = read_json(args.objective)
-    record = run_training(spec, torch.load(args.data), options, args.model_out)
+    record = run_training(spec, torch.load(args.data), options, args.model_out, SandboxLimits(**args.sandbox))
     write_json(args.output, record)
     log.info("candidate %s: %s (%.1f s)", spec["id"], record["status"], record["wall_seconds"])
 
