@@ -62,4 +62,4 @@ def test_paper_lite_path_renders_every_artifact(tmp_path, tiny_model_dir):
     assert set(shapes["objective"]) == {"dpo", "slic", "lrml", "aqfl", "padll"} and set(shapes["beta"]) == {0.05}
     manifest = (tmp_path / "results" / "paper" / "MANIFEST.md").read_text()
     assert "results/lite/paper/fig14_log_ratios.png" in manifest and "| built |" in manifest
-    assert "snakemake --configfile configs/paper/imdb.yaml --cores all experiments paper" in manifest
+    assert "snakemake --cores all experiments paper --configfile configs/paper/imdb.yaml" in manifest

@@ -35,7 +35,7 @@ def manifest(listing: dict, root: Path = Path(".")) -> str:
             has = (root / "results" / preset_run / "experiments.csv").exists()
             missing = "its paper artifacts" if has else f"`results/{preset_run}/experiments.csv` and its units"
             lines.append(f"- `{config}` (run `{preset_run}`): missing {missing}; make them with "
-                         f"`snakemake --configfile {config} --cores all experiments paper`")
+                         f"`snakemake --cores all experiments paper --configfile {config}`")
     return "\n".join(lines) + "\n"
 
 
