@@ -51,6 +51,7 @@ $(SLURM_PLUGINS)/.installed: $(VENV)/.installed-test
 benchmark: setup
 	$(BIN)/python benchmarks/bench_workflow.py
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_top_layers.py
 	$(BIN)/python benchmarks/bench_validation.py
 
 lint: setup-test
