@@ -136,3 +136,20 @@ def test_cli_runs_as_module(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert len(pd.read_csv(tmp_path / "s.csv")) == 13
+
+
+def test_a_replicated_record_shows_the_estimate_its_interval_is_centred_on(records):
+    """After the cascade a record's own fitness is its first seed's; the table shows the mean over every seed,
+    so a row never reads "0.051 [0.031, 0.101]"."""
+    record = copy.deepcopy(next(r for r in records if r["status"] == "ok"))
+    record["intervals"] = {
+        "fitness": {"mean": 0.0661, "low": 0.0312, "high": 0.1009, "se": 0.0178, "seeds": 2, "prompts": 288},
+        "reward": {"mean": 0.0912, "low": 0.07, "high": 0.11, "se": 0.0101, "seeds": 2, "prompts": 288},
+        "kl": {"mean": 1.25, "low": 1.0, "high": 1.5, "se": 0.12, "seeds": 2, "prompts": 288},
+        "seeds": [0, 1],
+    }
+    row = summary_table([record]).iloc[0]
+    assert record["fitness"] != pytest.approx(0.0661)
+    assert (row["fitness"], row["reward"], row["reward_sem"], row["kl"], row["kl_sem"]) == pytest.approx(
+        (0.0661, 0.0912, 0.0101, 1.25, 0.12))
+    assert row["fitness_low"] <= row["fitness"] <= row["fitness_high"] and row["seeds"] == 2

@@ -82,6 +82,12 @@ def interval(record: Record, key: str) -> Mapping[str, Any]:
     return ((record.get("intervals") or {}).get(key)) or {}
 
 
+def _estimate(record: dict, quantity: str, fallback, field: str = "mean"):
+    """The record's estimate of ``quantity`` over its seeds x prompts (``field``: mean or se), else ``fallback``."""
+    value = finite(interval(record, quantity).get(field))
+    return value if value is not None else fallback
+
+
 def ranking_score(record: Record) -> float:
     """What ranks evaluated records: the lower 95% bound of fitness where known (a lucky single seed does not top
     the table), else the fitness itself (archives written before intervals existed)."""
@@ -155,11 +161,13 @@ def summary_table(records: Sequence[Record]) -> pd.DataFrame:
                 "name": record.get("name"),
                 "library": DISPLAY_NAMES.get(record.get("library_name"), record.get("library_name")),
                 "status": record.get("status"),
-                "fitness": finite(record.get("fitness")),
-                "reward": metric(record, "reward"),
-                "reward_sem": metric(record, "reward_sem"),
-                "kl": metric(record, "kl"),
-                "kl_sem": metric(record, "kl_sem"),
+                # Over every seed the record has, the numbers its interval is centred on; a record without
+                # intervals (an older archive) shows its one evaluation.
+                "fitness": _estimate(record, "fitness", finite(record.get("fitness"))),
+                "reward": _estimate(record, "reward", metric(record, "reward")),
+                "reward_sem": _estimate(record, "reward", metric(record, "reward_sem"), "se"),
+                "kl": _estimate(record, "kl", metric(record, "kl")),
+                "kl_sem": _estimate(record, "kl", metric(record, "kl_sem"), "se"),
                 "fitness_low": finite(interval(record, "fitness").get("low")),
                 "fitness_high": finite(interval(record, "fitness").get("high")),
                 "vs_control": finite(interval(record, "vs_control").get("mean")),
