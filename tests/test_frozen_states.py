@@ -24,7 +24,7 @@ def train(model_dir, dataset, opts, scratch, states):
 
 
 def test_training_from_frozen_states_equals_training_from_whole_forward_passes(tiny_model_dir, tmp_path):
-    opts = options(trainable_layers=1, max_steps=3)
+    opts = options(trainable_layers=1, max_steps=3, eval_pairs=4, eval_steps=1)  # held-out pairs scored too
     reference = load_causal_lm(tiny_model_dir, torch.device("cpu"))
     states = FrozenStates.for_top_layers(reference, opts.trainable_layers)
     records = compute_reference_logps(reference, load_tokenizer(tiny_model_dir), PAIRS, opts, tmp_path / "ref", states)
@@ -35,9 +35,11 @@ def test_training_from_frozen_states_equals_training_from_whole_forward_passes(t
     whole, _, whole_history, whole_bottom_calls = train(tiny_model_dir, dataset, opts, tmp_path / "a", None)
     cut, trainer, cut_history, cut_bottom_calls = train(tiny_model_dir, dataset, opts, tmp_path / "b",
                                                         FrozenStates.load(tmp_path / "states.pt"))
-    assert trainer.frozen_steps == 3 and cut_bottom_calls == 0 and whole_bottom_calls == 3
+    assert trainer.frozen_steps == 3 and cut_bottom_calls == 0 and whole_bottom_calls == 3 + 3  # steps, evaluations
     losses = [(a["loss"], b["loss"]) for a, b in zip(whole_history, cut_history) if "loss" in a]
     assert len(losses) == 3 and all(abs(a - b) < 1e-5 for a, b in losses)
+    eval_losses = [(a["eval_loss"], b["eval_loss"]) for a, b in zip(whole_history, cut_history) if "eval_loss" in a]
+    assert len(eval_losses) == 3 and all(abs(a - b) < 1e-5 for a, b in eval_losses)
     trained = [name for name, p in whole.named_parameters() if p.requires_grad]
     assert trained and all(name.startswith(("model.layers.1.", "model.norm.")) for name in trained)
     before = dict(reference.named_parameters())

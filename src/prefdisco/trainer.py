@@ -172,14 +172,15 @@ class ObjectiveDPOTrainer(DPOTrainer):
 
     def _policy_log_probs(self, model, model_kwargs: dict, labels: torch.Tensor):
         """The policy's per-token log-probs of the batch (TRL's fused LM head). A policy that trains only its top
-        layers starts, in training, from the states its frozen bottom computes, recorded once by the reference_logps
-        stage: the same numbers and the same gradients, without the bottom layers' forward pass at every step."""
+        layers starts from the states its frozen bottom computes, recorded once by the reference_logps stage (for
+        training steps and for the held-out pairs scored between them alike): the same numbers and the same
+        gradients, without the bottom layers' forward pass at every step."""
         states = None
-        if self.frozen_states is not None and self.model.training and self.accelerator.num_processes == 1:
+        if self.frozen_states is not None and self.accelerator.num_processes == 1:
             states = self.frozen_states.batch(model_kwargs["input_ids"], model_kwargs["attention_mask"])
         if states is None:
             return model(**model_kwargs, use_cache=False, labels=labels, fused_lm_head=True)
-        self.frozen_steps += 1
+        self.frozen_steps += self.model.training  # training steps only: what train.json reports
         kwargs = {k: v for k, v in model_kwargs.items() if k != "input_ids"}
         with layers_from(self.accelerator.unwrap_model(model), self.frozen_states.layer):
             return model(inputs_embeds=states.to(self.accelerator.unwrap_model(model).dtype), **kwargs,
