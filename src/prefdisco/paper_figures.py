@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -96,7 +97,7 @@ def frontiers(table: pd.DataFrame, objectives: Sequence[str], path: Path, captio
         axp.set(xlabel="token-level KL", ylabel="P(positive)", title=f"{PAPER_LABEL}, IMDb")
         axp.legend(fontsize=7)
         data.append(theirs)
-    fig.suptitle(caption, fontsize=7)
+    fig.suptitle(textwrap.fill(caption, 180), fontsize=7)  # a caption wider than the figure is cut off
     _save(fig, path)
     frame = pd.concat(data, ignore_index=True)
     frame.to_csv(path.with_suffix(".csv"), index=False)
@@ -117,7 +118,7 @@ def frontier_panels(table: pd.DataFrame, path: Path, caption: str) -> pd.DataFra
         _draw_frontier(ax, table[table["objective"] == objective], _label(objective))
         ax.set_title(_label(objective), fontsize=8)
         ax.tick_params(labelsize=6)
-    fig.suptitle(caption, fontsize=7)
+    fig.suptitle(textwrap.fill(caption, 180), fontsize=7)  # a caption wider than the figure is cut off
     _save(fig, path)
     table.assign(source="ours").to_csv(path.with_suffix(".csv"), index=False)
     return table
@@ -199,7 +200,7 @@ def training_curves(records: Sequence[dict], path: Path, caption: str) -> pd.Dat
         ax.set(title=title, xlabel="step")
         if i == 0:
             ax.legend(fontsize=7)
-    fig.suptitle(caption, fontsize=7)
+    fig.suptitle(textwrap.fill(caption, 180), fontsize=7)  # a caption wider than the figure is cut off
     _save(fig, path)
     frame.to_csv(path.with_suffix(".csv"), index=False)
     return frame
@@ -232,7 +233,7 @@ def log_ratio_histogram(logratios: dict, path: Path, caption: str) -> dict:
     for extremum in (low, high):
         ax.axvline(extremum, color="black", linestyle=":")
     ax.set_title(f"{share:.1%} of {len(values)} pairs between the extrema ({low:.2f}, {high:.2f})", fontsize=9)
-    fig.suptitle(caption, fontsize=7)
+    fig.suptitle(textwrap.fill(caption, 180), fontsize=7)  # a caption wider than the figure is cut off
     _save(fig, path)
     summary = {"unit": logratios["unit"], "beta": logratios["beta"], "n_pairs": int(len(values)),
                "extrema": [low, high], "share_between_extrema": share,
