@@ -10,6 +10,7 @@ from prefdisco.cascade import (
     attach_intervals,
     compare_with_control,
     control_intervals,
+    final_records,
     planned_detectable_difference,
     promotion_decisions,
 )
@@ -94,3 +95,15 @@ def test_planned_detectable_difference_shrinks_with_seeds():
     assert one["value"] == pytest.approx(2.8 * (2 * 0.01 / 100) ** 0.5, rel=0.25)
     assert four["value"] == pytest.approx(one["value"] / 2)  # both components scale with 1/n
     assert planned_detectable_difference({0: control[0]}, 0.0, 3) is None
+
+
+def test_the_final_archive_estimates_the_control_from_every_control_seed(setting):
+    """Every difference is taken against all of the control's seeds; its own row must be estimated from them
+    too, not from the first seed its archive record holds."""
+    control, records, _ = setting
+    final = {r["id"]: r for r in final_records(records, {}, {}, {}, control, 0.0, "dpo", 0)}
+    row = final["g0-k0"]["intervals"]
+    assert row["seeds"] == [0, 1, 2] and row["vs_control"] is None
+    every_seed = sum(u["metrics"]["reward"] for u in control.values()) / len(control)
+    assert row["fitness"]["mean"] == pytest.approx(every_seed)
+    assert final["g1-k0"]["intervals"]["seeds"] == [0]  # a candidate not promoted keeps its one seed

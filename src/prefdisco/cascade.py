@@ -173,8 +173,12 @@ def final_records(archive: Sequence[dict], promoted: Mapping[str, str], not_prom
                 seeds_reason = f"promoted: {promoted[record['id']]}"
             else:
                 seeds_reason = not_promoted.get(record["id"], "not promoted")
-            units = {first_seed: {"status": "ok", "metrics": record["metrics"]}, **replicas.get(record["id"], {})}
-            replicated = unit_intervals(units, control, kl_penalty, control_name)
+            if is_control(record, control_name) and control:
+                # The control's record is its first seed; every comparison uses all of its seeds, so does its row.
+                replicated = control_intervals(control, kl_penalty, control_name)
+            else:
+                units = {first_seed: {"status": "ok", "metrics": record["metrics"]}, **replicas.get(record["id"], {})}
+                replicated = unit_intervals(units, control, kl_penalty, control_name)
             if replicated is not None:
                 replicated["seeds_reason"] = seeds_reason
                 record["intervals"] = replicated

@@ -218,9 +218,10 @@ def run_summary_line(records: Sequence[Record], reference: Mapping[str, Any] | N
                     f"{fitness['prompts']} prompts")
         else:
             text = f"Best objective: {name}, fitness {float(best['fitness']):.4f}"
-        reward, kl = metric(best, "reward"), metric(best, "kl")
+        # Over the same seeds as its fitness interval, as in the table.
+        reward, kl = _estimate(best, "reward", metric(best, "reward")), _estimate(best, "kl", metric(best, "kl"))
         if reward is not None:
-            text += f" (reward {_with_sem(reward, metric(best, 'reward_sem'))}"
+            text += f" (reward {_with_sem(reward, _estimate(best, 'reward', metric(best, 'reward_sem'), 'se'))}"
             text += f", KL {kl:.2f})" if kl is not None else ")"
         parts.append(text + ".")
     else:
