@@ -15,6 +15,7 @@ import argparse
 import csv
 import logging
 import math
+import textwrap
 import re
 from pathlib import Path
 
@@ -112,7 +113,9 @@ def plot_right(rows: list[dict], path: Path, split: str = "test") -> dict:
             ax.set_ylim(max(0.0, min(means) - 0.05), min(1.0, max(means) + 0.03))
         ax.set_title(model, fontsize=9)
     axes[0][0].set_ylabel(f"{split} accuracy (mean over seeds, 95% t-interval)")
-    fig.suptitle("Transfer of the best discovered objectives (grey: library baselines)", fontsize=9)
+    # One panel is narrow: the title wraps to its width rather than running off the figure.
+    title = "Transfer of the best discovered objectives (grey: library baselines)"
+    fig.suptitle(textwrap.fill(title, max(30, 45 * len(models))), fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
