@@ -41,7 +41,11 @@ def test_promoted_candidates_get_more_seeds_and_say_why(cascade_run):
         intervals = final[decision["id"]]["intervals"]
         assert intervals["seeds_reason"].startswith("promoted") == decision["promoted"]
         assert decision["reason"] in intervals["seeds_reason"]
-        if decision["promoted"]:
+        if final[decision["id"]].get("library_name") == "dpo":  # the control: its row has every control seed
+            control_dir = results / "experiments" / "control" / "dpo" / "beta0.1"
+            control_seeds = {0} | {int(p.parent.name[4:]) for p in control_dir.glob("seed*/eval.json")}
+            assert not decision["promoted"] and intervals["seeds"] == sorted(control_seeds) != [0]
+        elif decision["promoted"]:
             assert replica.exists() and intervals["seeds"] == [0, 1]
             assert json.loads((replica.parent / "objective.json").read_text())["training_overrides"]["seed"] == 1
         else:
