@@ -286,8 +286,8 @@ def control_unit(run, s):
     if s == 0 and CONTROL in seeds:
         return f"results/{home_run(run)}/gen0/cand{seeds.index(CONTROL)}"
     # a classification objective has no beta: its control unit is experiments/control/<objective>/seed<s>
-    beta = f"/beta{config['training']['beta']}" if FAMILY == "preference" else ""
-    return f"results/{home_run(run)}/experiments/control/{CONTROL}{beta}/seed{FIRST_SEED + s}"
+    objective = f"{CONTROL}/beta{config['training']['beta']}" if FAMILY == "preference" else CONTROL
+    return f"results/{home_run(run)}/experiments/control/{objective}/seed{FIRST_SEED + s}"
 
 
 def control_arguments():
