@@ -117,10 +117,13 @@ def test_the_cascade_stages_serve_classification_records(base):
     decisions = {d["id"]: d for d in promotion_decisions(records, 1, control_intervals(control, 0.0, "cross_entropy"),
                                                          "cross_entropy")}
     assert decisions["g1-k0"]["promoted"] and not decisions["g1-k1"]["promoted"]
-    replica = {"g1-k0": {1: evaluation(flipped(base, 35, 1))}}
+    diverged = {"status": "train_failed", "fitness": None, "metrics": {}, "error": "non-finite loss (inf)"}
+    replica = {"g1-k0": {1: evaluation(flipped(base, 35, 1)), 2: diverged}}
     final = final_records(records, {"g1-k0": "incumbent"}, {"g1-k1": "ruled out"}, replica, control, 0.0,
                           "cross_entropy", 0)
     assert final[1]["intervals"]["seeds"] == [0, 1] and final[2]["intervals"]["seeds"] == [0]
+    # the seed that failed is named with its error, not silently dropped
+    assert final[1]["intervals"]["seeds_reason"] == "promoted: incumbent; seed 2 train_failed: non-finite loss (inf)"
     assert final[0]["intervals"]["seeds"] == [0, 1, 2]  # the control's row: every control seed
     verdict = compare_with_control(final, "cross_entropy")
     assert verdict["answer"] == "yes" and verdict["best"] == "g1-k0"

@@ -191,6 +191,13 @@ def final_records(archive: Sequence[dict], promoted: Mapping[str, str], not_prom
                 seeds_reason = f"promoted: {promoted[record['id']]}"
             else:
                 seeds_reason = not_promoted.get(record["id"], "not promoted")
+            # A replica that failed (an objective that diverges at another seed) leaves the estimate to the seeds
+            # that trained; the record says which did not, and why.
+            failed = {seed: unit for seed, unit in sorted(replicas.get(record["id"], {}).items())
+                      if unit.get("status") != "ok"}
+            if failed:
+                seeds_reason += "; " + "; ".join(f"seed {seed} {unit.get('status')}: {unit.get('error')}"
+                                                 for seed, unit in failed.items())
             if is_control(record, control_name) and control:
                 # The control's record is its first seed; every comparison uses all of its seeds, so does its row.
                 replicated = control_intervals(control, kl_penalty, control_name)

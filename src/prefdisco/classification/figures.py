@@ -84,8 +84,10 @@ def plot_left(records: list[dict], path: Path) -> dict:
         best_records.append(running)
     if xs:
         best = [estimate(r) if r is not None else (math.nan,) * 4 for r in best_records]
-        ax.step(xs, [b[0] for b in best], where="post", color="black", label="best so far (highest lower bound)")
-        ax.fill_between(xs, [b[1] for b in best], [b[2] for b in best], step="post", color="black", alpha=0.08)
+        best.append(best[-1])  # one more half step, so a change at the last trial shows
+        steps = [*xs, xs[-1] + 0.5]
+        ax.step(steps, [b[0] for b in best], where="post", color="black", label="best so far (highest lower bound)")
+        ax.fill_between(steps, [b[1] for b in best], [b[2] for b in best], step="post", color="black", alpha=0.08)
     for record in seeds:
         if record.get("status") == "ok" and record.get("fitness") is not None:
             value, low, high, over = estimate(record)
