@@ -77,8 +77,12 @@ def plot_left(records: list[dict], path: Path) -> dict:
             if running is None or ranking_score(record) > ranking_score(running):
                 running = record
         else:
-            ax.plot(index, 0.0, "x", color="tab:red", label="failed / invalid" if "failed" not in shown else None)
-            ax.annotate(record.get("status") or "?", (index, 0.0), fontsize=6, rotation=90, va="bottom")
+            # at the foot of the axes (x in data, y in axes units): the accuracy axis is zoomed to the evaluated
+            bottom = ax.get_xaxis_transform()
+            ax.plot(index, 0.02, "x", color="tab:red", transform=bottom,
+                    label="no fitness (invalid, duplicate, failed)" if "failed" not in shown else None)
+            ax.annotate(record.get("status") or "?", (index, 0.04), xycoords=bottom, fontsize=6, rotation=90,
+                        va="bottom", ha="center")
             shown.add("failed")
         xs.append(index)
         best_records.append(running)
