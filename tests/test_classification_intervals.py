@@ -234,3 +234,15 @@ def test_a_units_training_seed_sets_its_initialisation_and_order(tmp_path):
     assert not torch.equal(weights["a"][first], weights["b"][first])  # another seed: other weights
     assert all(torch.equal(weights["b"][k], weights["c"][k]) for k in weights["b"])  # the same seed: the same run
     assert records["a"]["history"] != records["b"]["history"]
+
+
+def test_the_llm_prompt_says_what_a_classification_interval_is_over(base):
+    from prefdisco.classification.prompt import SYSTEM_PROMPT
+    from prefdisco.proposers.prompts import build_messages
+
+    control = {0: evaluation(base), 1: evaluation(flipped(base, 10, 0))}
+    records = [archive_record("g0-k0", 0, base, "cross_entropy"), archive_record("g1-k0", 1, flipped(base, 9, 1))]
+    attach_intervals(records, control, 0.0, "cross_entropy", 0)
+    user = build_messages(records, 2, 0, [], system_prompt=SYSTEM_PROMPT)[1]["content"]
+    assert "intervals over training seeds and validation examples" in user and "prompts" not in user
+    assert "; vs Cross-entropy +0.030 [" in user  # the paired difference, 9 of 300 examples more right
