@@ -22,6 +22,7 @@ include: "rules/discovery.smk"
 if FAMILY == "classification":
 
     include: "rules/classification.smk"
+    include: "rules/cascade.smk"
 
 else:
 

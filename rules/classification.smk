@@ -1,10 +1,29 @@
 # The classification family (config family: classification): data once, then each unit -- a discovery candidate
-# (gen<g>/cand<k>) or a transfer run (transfer/<model>/<objective>/seed<s>) -- through one train -> evaluate chain;
-# the final archive's best objectives are transferred to other models; Fig. 2 is drawn from the results.
+# (gen<g>/cand<k>, a promoted one's further seeds gen<g>/cand<k>/seed<s>), the control at a seed
+# (experiments/control/<objective>/seed<s>) or a transfer run (transfer/<model>/<objective>/seed<s>) -- through one
+# train -> evaluate chain. The noise-aware fitness, the cascade and the verdict are the preference family's
+# (rules/cascade.smk, over training seeds x validation examples); the final archive's best objectives by lower bound
+# are transferred to other models; summary.md and Fig. 2 are drawn from the results.
 
 
 localrules:
     transfer_objective,
+    control_objective,
+
+
+# The control objective (fitness.control) at one more training seed: no beta, unlike a preference experiment.
+rule control_objective:
+    output:
+        "results/{run}/experiments/control/{objective}/seed{seed}/objective.json",
+    params:
+        id=lambda wildcards: f"control/{wildcards.objective}/seed{wildcards.seed}",
+    log:
+        "results/{run}/logs/experiments/control/{objective}/seed{seed}/objective.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.candidates experiment --family classification --id {params.id}"
+        " --objective {wildcards.objective} --seed {wildcards.seed} --output {output} > {log} 2>&1"
 
 
 rule classification_data:
@@ -77,7 +96,7 @@ rule classification_evaluate:
 
 checkpoint transfer_selection:
     input:
-        f"results/{{run}}/gen{GENERATIONS}/archive.jsonl",
+        "results/{run}/archive.jsonl",
     output:
         "results/{run}/transfer/selection.json",
     params:
@@ -123,9 +142,24 @@ rule transfer_table:
         " --evaluations {input.evaluations} --output {output} > {log} 2>&1"
 
 
+rule classification_summary:
+    input:
+        archive="results/{run}/archive.jsonl",
+        verdict="results/{run}/verdict.json",
+    output:
+        report("results/{run}/summary.md", caption="../report/classification_summary.rst", category="Classification"),
+    log:
+        "results/{run}/logs/classification_summary.log",
+    conda:
+        "../envs/prefdisco.yaml"
+    shell:
+        "python -m prefdisco.classification.summary --archive {input.archive} --verdict {input.verdict}"
+        " --output {output} > {log} 2>&1"
+
+
 rule classification_figures:
     input:
-        archive=f"results/{{run}}/gen{GENERATIONS}/archive.jsonl",
+        archive="results/{run}/archive.jsonl",
         transfer="results/{run}/transfer.csv",
     output:
         left=report(

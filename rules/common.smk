@@ -269,12 +269,13 @@ def alpaca_eval_reference_outputs(wildcards):
 
 # --- noise-aware fitness: the control, the cascade and the final archive (rules/cascade.smk) ------------------------
 
-# (preference family only: classification runs have no fitness section and no cascade)
-FITNESS = config["fitness"] if FAMILY == "preference" else {"control": None, "seeds": 1, "control_seeds": 0}
+# Both families: the schema fills in each family's control (dpo; cross_entropy for classification).
+FITNESS = config["fitness"]
 CONTROL = FITNESS["control"]
 SEEDS = FITNESS["seeds"]  # of a promoted candidate
 CONTROL_SEEDS = FITNESS["control_seeds"]  # that the search's one-seed intervals borrow from
-FIRST_SEED = config["seed"]  # the training seed of a candidate's first unit
+# the training seed of a candidate's first unit (a classification run's `seed` is its data split)
+FIRST_SEED = config["seed"] if FAMILY == "preference" else config["classification"]["training"]["seed"]
 
 
 def control_unit(run, s):
@@ -284,13 +285,13 @@ def control_unit(run, s):
     seeds = config["discovery"]["seed_objectives"]
     if s == 0 and CONTROL in seeds:
         return f"results/{home_run(run)}/gen0/cand{seeds.index(CONTROL)}"
-    return f"results/{home_run(run)}/experiments/control/{CONTROL}/beta{config['training']['beta']}/seed{FIRST_SEED + s}"
+    # a classification objective has no beta: its control unit is experiments/control/<objective>/seed<s>
+    objective = f"{CONTROL}/beta{config['training']['beta']}" if FAMILY == "preference" else CONTROL
+    return f"results/{home_run(run)}/experiments/control/{objective}/seed{FIRST_SEED + s}"
 
 
 def control_arguments():
-    """How the archive compares with the control (none for a family without one)."""
-    if CONTROL is None:
-        return ""
+    """How the archive compares with the control."""
     return f"--control-name {CONTROL} --kl-penalty {config['fitness']['kl_penalty']} --first-seed {FIRST_SEED}"
 
 
@@ -472,10 +473,10 @@ TRANSFER = CLASSIFICATION.get("transfer", {})
 
 
 def classification_targets():
-    """The final archive, the transfer table and Fig. 2 (left and right)."""
+    """The final archive (every seed), the summary with the verdict, the transfer table and Fig. 2 (left and right)."""
     final = f"results/{RUN}"
-    return [f"{final}/gen{GENERATIONS}/archive.jsonl", f"{final}/transfer.csv",
-            f"{final}/figures/fig2_left.png", f"{final}/figures/fig2_right.png"]
+    return [f"{final}/gen{GENERATIONS}/archive.jsonl", f"{final}/archive.jsonl", f"{final}/summary.md",
+            f"{final}/transfer.csv", f"{final}/figures/fig2_left.png", f"{final}/figures/fig2_right.png"]
 
 
 def classification_data_source():

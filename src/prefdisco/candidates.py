@@ -1,7 +1,8 @@
 """Stage: the objective spec (``objective.json``) that a training unit consumes.
 
 Discovery candidates take theirs from the generation's proposals once validation has passed them; fixed
-experiments (objective x beta x seed grids) take a library objective. Both then share one train -> evaluate chain.
+experiments (objective x beta x seed grids) take a library objective, from the family's library (a classification
+objective has no beta). Both then share one train -> evaluate chain.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 
 from .cli import setup_logging
 from .io import provenance, read_json, write_json
-from .objectives import function_name, library_source
+from .families import DEFAULT_FAMILY, get_family
+from .objectives import function_name
 from .records import ObjectiveSpec, goes_to_training
 
 log = logging.getLogger(__name__)
@@ -28,10 +30,12 @@ def candidate_spec(proposals: list[dict], validation: list[dict], candidate_id: 
     return {"id": candidate_id, "name": proposal["name"], "code": proposal["code"], "training_overrides": {}}
 
 
-def experiment_spec(unit_id: str, objective: str, beta: float, seed: int) -> ObjectiveSpec:
-    code = library_source(objective)
+def experiment_spec(unit_id: str, objective: str, beta: float | None, seed: int,
+                    family: str = DEFAULT_FAMILY) -> ObjectiveSpec:
+    code = get_family(family).library_source(objective)
+    overrides = {"beta": beta, "seed": seed} if beta is not None else {"seed": seed}
     return {"id": unit_id, "name": function_name(code), "library_name": objective, "code": code,
-            "training_overrides": {"beta": beta, "seed": seed}}
+            "training_overrides": overrides}
 
 
 def replica_spec(spec: dict, seed: int) -> dict:
@@ -50,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     exp = sub.add_parser("experiment")
     exp.add_argument("--id", required=True)
     exp.add_argument("--objective", required=True)
-    exp.add_argument("--beta", type=float, required=True)
+    exp.add_argument("--beta", type=float, default=None, help="preference objectives; a classification one has none")
+    exp.add_argument("--family", default=DEFAULT_FAMILY)
     exp.add_argument("--seed", type=int, required=True)
     rep = sub.add_parser("replica")
     rep.add_argument("--objective", type=Path, required=True, help="objective.json of the candidate's first unit")
@@ -65,7 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.kind == "replica":
         spec = replica_spec(read_json(args.objective), args.seed)
     else:
-        spec = experiment_spec(args.id, args.objective, args.beta, args.seed)
+        if args.beta is None and args.family == "preference":
+            parser.error("--beta: a preference objective is trained at a beta")
+        spec = experiment_spec(args.id, args.objective, args.beta, args.seed, args.family)
     write_json(args.output, spec)
 
 

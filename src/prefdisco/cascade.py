@@ -12,7 +12,11 @@ Three stages share this module:
   Holm-corrected comparison with the control, and the verdict that opens summary.md.
 
 A unit's training seed is in its path (``.../seed<s>/eval.json``); a candidate's first unit (``gen<g>/cand<k>``)
-was trained at the run's ``seed``.
+was trained at the run's first training seed (``--first-seed``).
+
+Both objective families go through the same functions. A preference unit's values are per held-out prompt (fitness,
+reward, KL); a classification unit's are per validation example (fitness: correct or not, so its mean is the
+validation accuracy), and its records say so (``over``: "validation examples", ``examples``: how many).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from .classification.objectives import DISPLAY_NAMES as CLASSIFICATION_NAMES
 from .cli import setup_logging
-from .experiments import per_prompt
+from .experiments import is_per_example, per_prompt
 from .io import read_json, read_jsonl, write_json, write_jsonl
 from .objectives import DISPLAY_NAMES
 from .statistics import (
@@ -47,6 +52,11 @@ log = logging.getLogger(__name__)
 
 QUANTITIES = ("fitness", "reward", "kl")
 ALPHA = 0.05
+# What a unit's values are crossed with training seeds over: held-out prompts (preference), or validation examples
+# (classification: fitness only, there is no reward or KL).
+PROMPTS = "held-out prompts"
+EXAMPLES = "validation examples"
+EXAMPLE_METHOD = METHOD.replace(PROMPTS, EXAMPLES)
 
 
 def seed_of(path: Path | str, first_seed: int) -> int:
@@ -83,10 +93,13 @@ def unit_intervals(evaluations: Mapping[int, dict], control: Mapping[int, dict],
     """Fitness, reward and KL with 95% intervals over seeds x prompts, and the fitness difference to the control.
 
     ``evaluations`` and ``control`` map a training seed to an eval.json record. None when the unit has no
-    per-prompt values (nothing to build an interval from).
+    per-prompt values (nothing to build an interval from). A classification unit gets fitness alone, over seeds x
+    validation examples.
     """
-    result: dict = {"method": METHOD, "control": control_name}
-    for quantity in QUANTITIES:
+    examples = any(is_per_example(r) for r in evaluations.values() if r.get("status") == "ok")
+    result: dict = {"method": EXAMPLE_METHOD if examples else METHOD, "control": control_name,
+                    "over": EXAMPLES if examples else PROMPTS}
+    for quantity in ("fitness",) if examples else QUANTITIES:
         mine = values_by_seed(evaluations, quantity, kl_penalty)
         if not mine:
             return None
@@ -99,7 +112,7 @@ def unit_intervals(evaluations: Mapping[int, dict], control: Mapping[int, dict],
         result[quantity] = estimate(list(mine.values()), borrowed).as_dict()
         if quantity == "fitness":
             result["seeds"] = sorted(mine)
-            result["prompts"] = len(columns)
+            result["examples" if examples else "prompts"] = len(columns)
             common = set(mine) & set(theirs)
             result["vs_control"] = (paired_difference(mine, theirs, borrowed.doubled() if borrowed else None)
                                     .as_dict() if common else None)
@@ -129,6 +142,11 @@ def lower_bound(record: Mapping) -> float | None:
     if fitness and math.isfinite(fitness["low"]):
         return float(fitness["low"])
     return None
+
+
+def display_name(name: str) -> str:
+    """A library objective's name for a person, in either family (its short name when it has none)."""
+    return DISPLAY_NAMES.get(name) or CLASSIFICATION_NAMES.get(name, name)
 
 
 def is_control(record: Mapping, control_name: str) -> bool:
@@ -173,6 +191,13 @@ def final_records(archive: Sequence[dict], promoted: Mapping[str, str], not_prom
                 seeds_reason = f"promoted: {promoted[record['id']]}"
             else:
                 seeds_reason = not_promoted.get(record["id"], "not promoted")
+            # A replica that failed (an objective that diverges at another seed) leaves the estimate to the seeds
+            # that trained; the record says which did not, and why.
+            failed = {seed: unit for seed, unit in sorted(replicas.get(record["id"], {}).items())
+                      if unit.get("status") != "ok"}
+            if failed:
+                seeds_reason += "; " + "; ".join(f"seed {seed} {unit.get('status')}: {unit.get('error')}"
+                                                 for seed, unit in failed.items())
             if is_control(record, control_name) and control:
                 # The control's record is its first seed; every comparison uses all of its seeds, so does its row.
                 replicated = control_intervals(control, kl_penalty, control_name)
@@ -196,7 +221,7 @@ def compare_with_control(records: list[dict], control_name: str, alpha: float = 
     """
     family = [r for r in records if r.get("generation", 0) >= 1 and r.get("status") == "ok"
               and (r.get("intervals") or {}).get("vs_control") and not is_control(r, control_name)]
-    control_label = DISPLAY_NAMES.get(control_name, control_name)
+    control_label = display_name(control_name)
     if not family:
         return {"answer": "no", "control": control_name, "correction": HOLM, "compared": 0, "best": None,
                 "sentence": f"Verdict: no: no discovered candidate was evaluated, so none can beat {control_label}."}
@@ -210,8 +235,9 @@ def compare_with_control(records: list[dict], control_name: str, alpha: float = 
     pick = max(winners or range(len(family)), key=lambda i: (differences[i].low, differences[i].mean))
     best, difference = family[pick], differences[pick]
     fitness = Estimate.from_dict(best["intervals"]["fitness"])
+    over = best["intervals"].get("over", PROMPTS)  # an Estimate's "prompts" are a classification's examples
     detail = (f"fitness {fitness.text(4)}, difference {difference.text(4, signed=True)} (95% interval over "
-              f"{difference.seeds} training seed(s) x {difference.prompts} held-out prompts, paired; "
+              f"{difference.seeds} training seed(s) x {difference.prompts} {over}, paired; "
               f"{HOLM}-adjusted one-sided p = {better[pick]:.3g} over {len(family)} discovered candidates)")
     name = f"{best.get('name')} ({best['id']})"
     if winners:

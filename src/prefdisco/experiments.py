@@ -37,7 +37,11 @@ def per_prompt(record: Mapping, quantity: str, kl_penalty: float = 0.0) -> list[
     Fitness per prompt is reward - kl_penalty * KL of that prompt. When reward and KL were measured on different
     prompts (MT-Bench questions and held-out conversations), the KL enters as its mean. None when the record has
     no per-prompt values (an older run, or a failed unit).
+
+    A classification unit's "prompts" are its validation examples (:func:`per_example`): fitness only.
     """
+    if is_per_example(record):
+        return per_example(record) if quantity == "fitness" else None
     values = (record.get("metrics") or {}).get("per_prompt") or {}
     if quantity != "fitness":
         return values.get(quantity)
@@ -50,6 +54,17 @@ def per_prompt(record: Mapping, quantity: str, kl_penalty: float = 0.0) -> list[
         mean_kl = record["metrics"]["kl"]
         return [None if r is None else r - kl_penalty * mean_kl for r in reward]
     return [None if r is None or k is None else r - kl_penalty * k for r, k in zip(reward, kl)]
+
+
+def is_per_example(record: Mapping) -> bool:
+    """A classification unit's evaluation: its fitness (validation accuracy) is a mean over validation examples."""
+    return "per_example" in (record.get("metrics") or {})
+
+
+def per_example(record: Mapping) -> list[float]:
+    """A classification unit's correctness (1 or 0) per validation example, in the split's order: the mean is its
+    fitness, and every unit is scored on the same examples, so two units pair example by example."""
+    return [float(v) for v in record["metrics"]["per_example"]["val_correct"]]
 
 
 def matrix(rows: Sequence[Sequence[float | None]]) -> list[list[float]]:

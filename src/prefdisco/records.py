@@ -27,7 +27,8 @@ CANDIDATE_ID = re.compile(r"g(\d+)-k(\d+)")
 CANDIDATE_UNIT_PATTERN = r"gen\d+/cand\d+(?:/seed\d+)?"  # a replica seed of a promoted candidate: /seed<s>
 EXPERIMENT_UNIT_PATTERN = r"experiments/[A-Za-z0-9_-]+/[a-z]+/beta[0-9.e-]+/seed\d+"
 TRANSFER_UNIT_PATTERN = r"transfer/[a-z0-9]+/[A-Za-z0-9_-]+/seed\d+"  # classification: a selected loss on another model
-UNIT_PATTERN = f"{CANDIDATE_UNIT_PATTERN}|{EXPERIMENT_UNIT_PATTERN}|{TRANSFER_UNIT_PATTERN}"
+CONTROL_UNIT_PATTERN = r"experiments/control/[a-z_]+/seed\d+"  # classification: the control at a seed (no beta)
+UNIT_PATTERN = f"{CANDIDATE_UNIT_PATTERN}|{EXPERIMENT_UNIT_PATTERN}|{TRANSFER_UNIT_PATTERN}|{CONTROL_UNIT_PATTERN}"
 
 
 def candidate_id(generation: int, candidate: int) -> str:

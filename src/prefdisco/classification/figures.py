@@ -3,9 +3,11 @@
     python -m prefdisco.classification.figures --archive archive.jsonl --transfer transfer.csv \\
         --left fig2_left.png --right fig2_right.png
 
-Left: validation accuracy of every discovery trial in archive order (with its 95% Wilson interval over the
-validation images), the best so far, the seed library as reference lines, and each proposal marked as exploration
-(a new idea) or tuning (a change of constants) where its thought says so. Right: accuracy of the transferred
+Left: validation accuracy of every discovery trial in archive order, as the final archive estimates it (mean and 95%
+interval over its training seeds x the validation examples; a record without intervals: its one-seed accuracy with
+the Wilson interval over the validation images), the best so far by the search's rule (the highest lower bound,
+drawn at its mean, its interval shaded), the seed library as reference lines with their intervals, and each
+proposal marked as exploration (a new idea) or tuning (a change of constants) where its thought says so. Right: accuracy of the transferred
 objectives per model, mean over seeds with 95% t-intervals.
 """
 
@@ -40,50 +42,82 @@ def step_kind(record: dict) -> str:
     return "tuning" if TUNING.search(record.get("thought") or "") else "exploration"
 
 
+def estimate(record: dict) -> tuple[float, float, float, bool]:
+    """(value, low, high, over seeds x examples) of a record's fitness: the mean and 95% interval over its training
+    seeds x validation examples where the archive has them, else its one-seed accuracy with the Wilson interval over
+    the validation images."""
+    fitness = (record.get("intervals") or {}).get("fitness")
+    if fitness and math.isfinite(fitness["low"]):
+        return float(fitness["mean"]), float(fitness["low"]), float(fitness["high"]), True
+    metrics, value = record.get("metrics") or {}, float(record["fitness"])
+    return value, metrics.get("val_ci_low", value), metrics.get("val_ci_high", value), False
+
+
+def ranking_score(record: dict) -> float:
+    """The search's rule for "best": the lower 95% bound of fitness (prefdisco.cascade.lower_bound)."""
+    return estimate(record)[1]
+
+
 def plot_left(records: list[dict], path: Path) -> dict:
     seeds = [r for r in records if r.get("generation") == 0]
     trials = [r for r in records if r.get("generation", 0) > 0]
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    best, best_line, xs = -math.inf, [], []
+    running, best_records, xs, over_seeds = None, [], [], []
     colours = {"exploration": "tab:blue", "tuning": "tab:orange"}
     shown = set()
     for index, record in enumerate(trials, start=1):
         if record.get("status") == "ok" and record.get("fitness") is not None:
-            metrics = record.get("metrics") or {}
-            value = float(record["fitness"])
+            value, low, high, over = estimate(record)
+            over_seeds.append(over)
             kind = step_kind(record)
-            low, high = metrics.get("val_ci_low", value), metrics.get("val_ci_high", value)
             ax.errorbar(index, value, yerr=[[value - low], [high - value]], fmt="o", color=colours[kind],
                         capsize=2, label=kind if kind not in shown else None)
             shown.add(kind)
-            best = max(best, value)
+            # best so far follows the search's interval-aware rule: the highest lower bound, drawn at its mean
+            if running is None or ranking_score(record) > ranking_score(running):
+                running = record
         else:
-            ax.plot(index, 0.0, "x", color="tab:red", label="failed / invalid" if "failed" not in shown else None)
-            ax.annotate(record.get("status") or "?", (index, 0.0), fontsize=6, rotation=90, va="bottom")
+            # at the foot of the axes (x in data, y in axes units): the accuracy axis is zoomed to the evaluated
+            bottom = ax.get_xaxis_transform()
+            ax.plot(index, 0.02, "x", color="tab:red", transform=bottom,
+                    label="no fitness (invalid, duplicate, failed)" if "failed" not in shown else None)
+            ax.annotate(record.get("status") or "?", (index, 0.04), xycoords=bottom, fontsize=6, rotation=90,
+                        va="bottom", ha="center")
             shown.add("failed")
         xs.append(index)
-        best_line.append(best if best > -math.inf else math.nan)
+        best_records.append(running)
     if xs:
-        ax.step(xs, best_line, where="post", color="black", label="best so far")
+        best = [estimate(r) if r is not None else (math.nan,) * 4 for r in best_records]
+        best.append(best[-1])  # one more half step, so a change at the last trial shows
+        steps = [*xs, xs[-1] + 0.5]
+        ax.step(steps, [b[0] for b in best], where="post", color="black", label="best so far (highest lower bound)")
+        ax.fill_between(steps, [b[1] for b in best], [b[2] for b in best], step="post", color="black", alpha=0.08)
     for record in seeds:
         if record.get("status") == "ok" and record.get("fitness") is not None:
-            ax.axhline(float(record["fitness"]), linestyle=":", linewidth=1, color="grey")
-            ax.annotate(record.get("library_name") or record.get("name"), (0.5, float(record["fitness"])),
-                        fontsize=7, color="grey", va="bottom")
+            value, low, high, over = estimate(record)
+            over_seeds.append(over)
+            ax.axhline(value, linestyle=":", linewidth=1, color="grey")
+            ax.axhspan(low, high, color="grey", alpha=0.06)
+            ax.annotate(record.get("library_name") or record.get("name"), (0.5, value), fontsize=7, color="grey",
+                        va="bottom")
     ax.set_xlabel("discovery trial (archive order, seeds excluded)")
     ax.set_ylabel("validation accuracy (fitness)")
-    ax.set_title("LLM-driven discovery of classification objectives (error bars: 95% Wilson over val. images)",
-                 fontsize=9)
-    ok = [float(r["fitness"]) for r in records if r.get("status") == "ok" and r.get("fitness") is not None]
+    over = ("95% over training seeds x validation examples" if over_seeds and all(over_seeds)
+            else "95% Wilson over validation images, one seed")
+    ax.set_title(f"LLM-driven discovery of classification objectives (error bars: {over})", fontsize=9)
+    ok = [estimate(r) for r in records if r.get("status") == "ok" and r.get("fitness") is not None]
     if ok:
-        ax.set_ylim(max(0.0, min(ok) - 0.05), min(1.0, max(ok) + 0.03))
+        ax.set_ylim(max(0.0, min(e[1] for e in ok) - 0.03), min(1.0, max(e[2] for e in ok) + 0.03))
     ax.set_xlim(0, max(xs, default=1) + 1)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     plt.close(fig)
-    return {"trials": len(trials), "best": best if best > -math.inf else None}
+    return {"trials": len(trials), "best": estimate(running)[0] if running is not None else None,
+            "best_id": running["id"] if running is not None else None,
+            "best_so_far_ids": [r["id"] if r is not None else None for r in best_records],
+            "intervals": over}
 
 
 def read_transfer(path: Path) -> list[dict]:

@@ -7,9 +7,11 @@
     python -m prefdisco.classification.transfer table --selection selection.json --evaluations eval.json ... \\
         --output transfer.csv
 
-The selection is the ``top`` evaluated records by fitness (validation accuracy) plus the named library baselines;
-each is retrained on every transfer model at every seed through the same train -> evaluate chain. The table gives,
-per (model, objective), the mean validation and test accuracy with a 95% t-interval over seeds.
+The selection is the ``top`` evaluated discovered records of the final archive by the lower 95% bound of their
+fitness (validation accuracy over training seeds x validation examples, :func:`prefdisco.cascade.lower_bound`; the
+point fitness only for a record without intervals), plus the named library baselines; each is retrained on every
+transfer model at every seed through the same train -> evaluate chain. The table gives, per (model, objective), the
+mean validation and test accuracy with a 95% t-interval over seeds, beside the discovery fitness and its interval.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import re
 import statistics
 from pathlib import Path
 
+from prefdisco.cascade import lower_bound
 from prefdisco.classification.objectives import LIBRARY, library_source
 from prefdisco.cli import setup_logging
 from prefdisco.io import read_json, read_jsonl, write_json
@@ -30,26 +33,46 @@ from prefdisco.objectives import function_name
 log = logging.getLogger(__name__)
 
 COLUMNS = ("model", "objective", "name", "source", "seeds", "val_mean", "val_ci_low", "val_ci_high", "test_mean",
-           "test_ci_low", "test_ci_high", "discovery_fitness", "interval_method")
+           "test_ci_low", "test_ci_high", "discovery_fitness", "discovery_ci_low", "discovery_ci_high",
+           "discovery_seeds", "interval_method")
 # two-sided 95% Student t quantiles by degrees of freedom (n - 1); beyond 30 the normal one is close enough
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
        15: 2.131, 20: 2.086, 30: 2.042}
 
 
+def ranking_score(record: dict) -> float:
+    """What ranks discovered records, as in the search: the lower 95% bound of fitness, else the fitness itself."""
+    low = lower_bound(record)
+    return low if low is not None else float(record["fitness"])
+
+
+def discovery_estimate(record: dict | None) -> dict:
+    """A record's fitness over every seed it was trained at, with its 95% interval and how many seeds (the bare
+    one-seed fitness and no interval for a record without intervals)."""
+    if record is None:
+        return {"fitness": None, "fitness_low": None, "fitness_high": None, "fitness_seeds": 0}
+    estimate = (record.get("intervals") or {}).get("fitness")
+    if not estimate:
+        return {"fitness": record.get("fitness"), "fitness_low": None, "fitness_high": None, "fitness_seeds": 1}
+    return {"fitness": estimate["mean"], "fitness_low": estimate["low"], "fitness_high": estimate["high"],
+            "fitness_seeds": estimate["seeds"]}
+
+
 def select(archive: list[dict], top: int, baselines: list[str]) -> list[dict]:
-    """The ``top`` best evaluated discovered records by fitness, then the baselines from the library."""
+    """The ``top`` best evaluated discovered records by lower bound of fitness, then the baselines from the library."""
     unknown = [name for name in baselines if name not in LIBRARY]
     if unknown:
         raise ValueError(f"classification.transfer.baselines: unknown {unknown}; the library holds {', '.join(LIBRARY)}")
     evaluated = [r for r in archive if r.get("status") == "ok" and r.get("fitness") is not None
                  and not r.get("library_name")]  # discovered objectives only: the seeds are the baselines
-    best = sorted(evaluated, key=lambda r: float(r["fitness"]), reverse=True)[:top]
-    chosen = [{"key": r["id"], "name": r["name"], "code": r["code"], "source": "archive",
-               "fitness": r["fitness"]} for r in best]
+    best = sorted(evaluated, key=lambda r: (ranking_score(r), float(r["fitness"])), reverse=True)[:top]
+    chosen = [{"key": r["id"], "name": r["name"], "code": r["code"], "source": "archive", **discovery_estimate(r)}
+              for r in best]
     for name in baselines:
         code = library_source(name)
-        fitness = next((r["fitness"] for r in archive if r.get("library_name") == name and r.get("status") == "ok"), None)
-        chosen.append({"key": name, "name": function_name(code), "code": code, "source": "library", "fitness": fitness})
+        record = next((r for r in archive if r.get("library_name") == name and r.get("status") == "ok"), None)
+        chosen.append({"key": name, "name": function_name(code), "code": code, "source": "library",
+                       **discovery_estimate(record)})
     return chosen
 
 
@@ -89,7 +112,8 @@ def table(selection: list[dict], evaluations: list[tuple[str, dict]]) -> list[di
         ok = [r for r in results if r.get("status") == "ok"]
         row = {"model": model, "objective": key, "name": entries[key]["name"], "source": entries[key]["source"],
                "seeds": len(ok), "discovery_fitness": entries[key].get("fitness"),
-               "interval_method": "t95_over_seeds"}
+               "discovery_ci_low": entries[key].get("fitness_low"), "discovery_ci_high": entries[key].get("fitness_high"),
+               "discovery_seeds": entries[key].get("fitness_seeds"), "interval_method": "t95_over_seeds"}
         for split in ("val", "test"):
             values = [r["metrics"][f"{split}_accuracy"] for r in ok]
             mean, low, high = t_interval(values) if values else (math.nan, math.nan, math.nan)

@@ -26,6 +26,7 @@ import random
 
 from ..errors import truncate_error
 from ..records import DUPLICATE, FAILED, OK
+from ..classification.objectives import DISPLAY_NAMES as CLASSIFICATION_NAMES
 from ..objectives import DISPLAY_NAMES
 
 BEST_N = 5
@@ -99,7 +100,8 @@ def fitness_text(record: dict) -> str:
         return f"Fitness: {float(record['fitness']):.4f}"
     text = f"Fitness: {fitness['mean']:.3f} [{fitness['low']:.3f}, {fitness['high']:.3f}]"
     if difference and math.isfinite(difference["low"]):
-        control = DISPLAY_NAMES.get(intervals.get("control"), intervals.get("control"))
+        control = intervals.get("control")
+        control = DISPLAY_NAMES.get(control) or CLASSIFICATION_NAMES.get(control, control)
         text += f"; vs {control} {difference['mean']:+.3f} [{difference['low']:+.3f}, {difference['high']:+.3f}]"
     return text
 
@@ -152,8 +154,11 @@ def build_messages(archive: list[dict], generation: int, candidate: int, sibling
     parts = []
     if shown:
         omitted = len(archive) - len(shown)
+        # what the intervals are over: held-out prompts, or a classification run's validation examples
+        over = next((r["intervals"]["over"] for r in shown if (r.get("intervals") or {}).get("over")),
+                    "held-out prompts")
         header = ("Here are earlier objectives and their results (higher fitness is better; brackets are 95% "
-                  "intervals over training seeds and held-out prompts, 'vs' the paired difference to the control)")
+                  f"intervals over training seeds and {over}, 'vs' the paired difference to the control)")
         if omitted:
             header += f"; {omitted} other record(s) of the archive are not shown"
         parts.append(header + ":")
