@@ -40,6 +40,38 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_model_dir) -> Path:
+    """One finished tiny discovery run that every workflow test reading a run shares (tests/tiny_runs.py): the
+    tiny config at 1 generation with the cascade at 2 seeds, plus the experiments and the search baselines.
+    Read it, never change it: a test that changes a run takes a copy (``tiny_runs.copy_run``)."""
+    from tiny_runs import RUN_LOG, snakemake, write_config
+
+    folder = tmp_path_factory.mktemp("tiny_run")
+    write_config(folder, tiny_model_dir, **{"discovery.generations": 1, "fitness.seeds": 2})
+    result = snakemake(folder, "all", "experiments", "baselines")
+    (folder / RUN_LOG).write_text(result.stdout + result.stderr)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def chat_run(tmp_path_factory, tiny_model_dir) -> Path:
+    """The paper's chat setup in miniature (tests/workflow/chat_config.yaml), shared by the judging and paper-export
+    tests: MT-Bench as the fitness and AlpacaEval on the held-out objectives, judged by a scripted server on
+    loopback (tiny_runs.scripted_judge), through `snakemake all paper` and then `snakemake --report`. The run's
+    folder; its results are under results/chat."""
+    from loopback import ScriptedServer
+    from tiny_runs import JUDGE_LOGPROBS, RUN_LOG, scripted_judge, snakemake, write_chat_config
+
+    folder = tmp_path_factory.mktemp("chat")
+    with ScriptedServer(scripted_judge, logprobs=JUDGE_LOGPROBS) as judge:
+        write_chat_config(folder, tiny_model_dir, judge.url)
+        result = snakemake(folder, "all", "paper")
+    (folder / RUN_LOG).write_text(result.stdout + result.stderr)
+    snakemake(folder, "--report", str(folder / "report.zip"), "all", "paper")
+    return folder
+
+
 @pytest.fixture
 def records() -> list[dict]:
     from prefdisco.io import read_jsonl

@@ -9,19 +9,18 @@ import re
 from pathlib import Path
 
 import pytest
-from test_workflow import snakemake, write_config
+from tiny_runs import RUN_LOG
 
 pytestmark = pytest.mark.workflow
 
 SEARCHES = {"discovery": "", "random": "baselines/random/", "best_of_n": "baselines/best_of_n/"}
 
 
-@pytest.fixture(scope="module")
-def baselines_run(tmp_path_factory, tiny_model_dir) -> tuple[Path, str]:
-    folder = tmp_path_factory.mktemp("baselines")
-    write_config(folder, tiny_model_dir, **{"discovery.generations": 1, "discovery.population": 2})
-    result = snakemake(folder, "baselines")
-    return folder, result.stdout + result.stderr
+@pytest.fixture
+def baselines_run(tiny_run) -> tuple[Path, str]:
+    """The shared tiny run (tests/conftest.py), whose one Snakemake call built the discovery, the experiments and
+    the baselines together, and that call's log."""
+    return tiny_run, (tiny_run / RUN_LOG).read_text()
 
 
 def jobs_of(log: str, rule: str) -> int:
@@ -31,9 +30,12 @@ def jobs_of(log: str, rule: str) -> int:
 def test_baselines_share_the_runs_stages(baselines_run):
     folder, log = baselines_run
     results = folder / "results" / "tiny"
-    # one reference, one preference data set, one set of reference log-probs, one control unit per extra seed
-    for rule in ("reference", "preferences", "reference_logps", "experiment_objective"):
+    # one reference, one preference data set, one set of reference log-probs, one control unit per extra seed (the
+    # other experiment is the run's seed_spread)
+    for rule in ("reference", "preferences", "reference_logps"):
         assert jobs_of(log, rule) == 1, f"{rule}: {jobs_of(log, rule)} jobs"
+    assert jobs_of(log, "experiment_objective") == 2
+    assert log.count("output: results/tiny/experiments/control/dpo/beta0.1/seed1/objective.json") == 1
     # generation 0 proposed once (the run's); each search proposed its own generation 1
     assert jobs_of(log, "propose") == 4
     for name in ("random", "best_of_n"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from test_workflow import snakemake, write_config
+from tiny_runs import copy_run, snakemake, update_config
 
 pytestmark = pytest.mark.workflow
 
@@ -21,12 +21,10 @@ def planned_outputs(folder: Path, rule: str) -> list[str]:
     return sorted(output for name, output in jobs if name == rule)
 
 
-@pytest.fixture(scope="module")
-def cascade_run(tmp_path_factory, tiny_model_dir) -> Path:
-    folder = tmp_path_factory.mktemp("cascade")
-    write_config(folder, tiny_model_dir, **{"discovery.generations": 1})
-    snakemake(folder, "all")
-    return folder
+@pytest.fixture
+def cascade_run(tiny_run) -> Path:
+    """The shared tiny run (tests/conftest.py): 1 generation, promoted candidates trained at 2 seeds."""
+    return tiny_run
 
 
 def test_promoted_candidates_get_more_seeds_and_say_why(cascade_run):
@@ -80,15 +78,16 @@ def test_verdict_opens_the_summary_and_matches_the_archive(cascade_run):
         assert (verdict["answer"] == "yes") == significant
 
 
-def test_raising_seeds_plans_only_the_new_seed_jobs(cascade_run, tiny_model_dir):
+def test_raising_seeds_plans_only_the_new_seed_jobs(cascade_run, tmp_path):
     results = cascade_run / "results" / "tiny"
     promoted = [d["id"] for g in (0, 1) for d in json.loads((results / f"gen{g}" / "promotion.json").read_text())
                 if d["promoted"]]
-    write_config(cascade_run, tiny_model_dir, **{"discovery.generations": 1, "fitness.seeds": 3})
-    trainings = planned_outputs(cascade_run, "train")
-    assert planned_outputs(cascade_run, "final_archive") == ["results/tiny/archive.jsonl, results/tiny/verdict.json"]
+    run = copy_run(cascade_run, tmp_path / "run")
+    update_config(run, **{"fitness.seeds": 3})
+    trainings = planned_outputs(run, "train")
+    assert planned_outputs(run, "final_archive") == ["results/tiny/archive.jsonl, results/tiny/verdict.json"]
     expected = sorted(["results/tiny/experiments/control/dpo/beta0.1/seed2/train.json"]
                       + [f"results/tiny/gen{i[1:].split('-k')[0]}/cand{i.split('-k')[1]}/seed2/train.json"
                          for i in promoted])
     assert [t.split(", ")[0] for t in trainings] == expected
-    assert not planned_outputs(cascade_run, "promote") and not planned_outputs(cascade_run, "archive")
+    assert not planned_outputs(run, "promote") and not planned_outputs(run, "archive")

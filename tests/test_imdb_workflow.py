@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 from test_paper_tasks import imdb_folder, tiny_classifier
-from test_workflow import snakemake
+from tiny_runs import snakemake
 
 pytestmark = pytest.mark.workflow
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_workflow import ENV, SNAKEMAKE, snakemake
+from tiny_runs import ENV, SNAKEMAKE, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import REPO
 from test_profiles import dry_run_resources
-from test_workflow import ENV, read_archive, write_config
+from tiny_runs import ENV, read_archive, write_config
 
 pytestmark = [
     pytest.mark.slurm,

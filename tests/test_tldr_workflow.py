@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 from loopback import ScriptedServer
-from test_workflow import snakemake
+from tiny_runs import snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 POSTS = [f"SUBREDDIT: r/pets TITLE: pet story {i} POST: My parrot Quibblefritz{i} learned word {i} today." for i in range(24)]

@@ -16,7 +16,7 @@ from prefdisco.io import provenance, sha256_file, write_json, write_jsonl
 from prefdisco.verify import main as verify_main
 from prefdisco.verify import verify_run
 
-from test_workflow import ENV, SNAKEMAKE, snakemake, write_config
+from tiny_runs import ENV, SNAKEMAKE, copy_run, snakemake
 
 
 def small_run(workdir: Path) -> Path:
@@ -75,9 +75,8 @@ def files_with_mtimes(run: Path) -> dict[str, tuple[bytes, int]]:
 
 
 @pytest.mark.workflow
-def test_damaged_record_in_a_real_run_is_rebuilt_with_what_depends_on_it_and_nothing_else(tmp_path, tiny_model_dir):
-    write_config(tmp_path, tiny_model_dir, **{"discovery.generations": 1})
-    snakemake(tmp_path)
+def test_damaged_record_in_a_real_run_is_rebuilt_with_what_depends_on_it_and_nothing_else(tmp_path, tiny_run):
+    copy_run(tiny_run, tmp_path)  # the shared run, with its experiments and baselines: every record is verified
     run = tmp_path / "results" / "tiny"
     records = [json.loads(line) for line in (run / "gen1" / "archive.jsonl").read_text().splitlines()]
     assert all(r["inputs"] for r in records)

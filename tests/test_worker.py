@@ -7,6 +7,8 @@ Programs live in tests/hostile/training/, each with a header:
     # expect: <substring of the validation error (invalid) or of train.json's error (train_failed)>
     # worker: <substring of the training error with the static policy bypassed>, or "ok" (trains, nothing
     #         tampered with), or "any" (corrupts the worker's own memory: whatever happens, the trainer is intact)
+
+A whole generation with a crashing candidate goes through Snakemake in tests/test_workflow.py (the hostile run).
 """
 
 from __future__ import annotations
@@ -200,34 +202,3 @@ def test_the_worker_is_confined(tmp_path):
     assert outcomes["write /tmp"] != "allowed" and outcomes["read the project"] != "allowed", outcomes
     assert outcomes["connect to loopback"] != "allowed" and outcomes["fork"] != "allowed", outcomes
     assert glob.glob(MARKERS) == []
-
-
-@pytest.mark.workflow
-def test_a_generation_with_crashing_candidates_completes_and_the_sound_one_scores(tmp_path, tiny_model_dir):
-    """A replayed generation: a SIGSEGV program (refused by validation), a SIGFPE program that validation accepts
-    and that crashes only in training (its worker dies; train_failed), and a sound one (CELL), which trains and
-    scores. The run completes."""
-    from test_workflow import read_archive, snakemake, write_config
-
-    training = Path(__file__).parent / "hostile" / "training"
-    transcript = [
-        {"generation": 1, "name": "sigsegv_to_dense", "thought": "segfault",
-         "code": (training / "sigsegv_to_dense.py").read_text()},
-        {"generation": 1, "name": "sigfpe_integer_division", "thought": "SIGFPE in training",
-         "code": (training / "sigfpe_integer_division.py").read_text()},
-        {"generation": 1, "name": "combined_exp_logistic_loss", "thought": "CELL", "code": library_source("cell")},
-    ]
-    (tmp_path / "transcript.json").write_text(json.dumps(transcript))
-    write_config(tmp_path, tiny_model_dir, **{
-        "discovery.generations": 1, "discovery.seed_objectives": ["dpo"],
-        "discovery.proposer": {"backend": "replay", "options": {"transcript": str(tmp_path / "transcript.json")}},
-        "sandbox.cpu_seconds": 5, "sandbox.wall_seconds": 20,
-    })
-    snakemake(tmp_path)
-    records = {r["id"]: r for r in read_archive(tmp_path, 1)}
-    assert records["g1-k0"]["status"] == "invalid" and "sparse tensors are not available" in records["g1-k0"]["error"]
-    assert records["g1-k1"]["status"] == "train_failed", records["g1-k1"]
-    assert "crashed with signal SIGFPE" in records["g1-k1"]["error"]
-    assert records["g1-k2"]["status"] == "ok" and records["g1-k2"]["fitness"] is not None
-    train = json.loads((tmp_path / "results" / "tiny" / "gen1" / "cand2" / "train.json").read_text())
-    assert train["status"] == "ok" and train["metrics"]["steps"] == 2

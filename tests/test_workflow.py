@@ -1,7 +1,9 @@
 """End-to-end Snakemake runs of the whole DAG on a tiny config, in a temporary directory.
 
 A real 2-layer model (random weights, SmolLM2's real tokenizer), real sampling, training, sandboxed validation
-and evaluation: what is checked is the archive, the figures, caching across extensions, and resumption.
+and evaluation: what is checked is the archive, the figures, caching across extensions, and resumption. The tests
+that read a run read the shared one (tests/conftest.py::tiny_run); a test that needs a run of its own (another
+proposer, a kill) starts it from the shared run's reference, data and control units (tiny_runs.SHARED_STAGES).
 """
 
 from __future__ import annotations
@@ -10,68 +12,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "2"]
-TIMEOUT = 900
+from tiny_runs import (ENV, REPO, SNAKEMAKE, TIMEOUT, copy_run, outputs_with_mtimes, read_archive, snakemake,
+                       start_from_shared_stages, update_config, write_config)
 
 pytestmark = pytest.mark.workflow
 
 
-def write_config(folder: Path, model_dir: Path, **overrides) -> Path:
-    config = yaml.safe_load((REPO / "tests" / "workflow" / "tiny_config.yaml").read_text())
-    config["reference"]["source"] = str(model_dir)
-    for dotted, value in overrides.items():
-        section = config
-        *parents, key = dotted.split(".")
-        for parent in parents:
-            section = section[parent]
-        section[key] = value
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-# Jobs run `python -m prefdisco...`: the interpreter running the tests must be the one they find on PATH.
-ENV = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-
-
-def snakemake(folder: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([*SNAKEMAKE, "--directory", str(folder), *args], capture_output=True, text=True,
-                            timeout=TIMEOUT, env=ENV)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
-    return result
-
-
-def read_archive(folder: Path, generation: int) -> list[dict]:
-    path = folder / "results" / "tiny" / f"gen{generation}" / "archive.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def outputs_with_mtimes(folder: Path) -> dict[str, float]:
-    results = folder / "results" / "tiny"
-    return {str(p.relative_to(results)): p.stat().st_mtime for p in results.rglob("*.json*") if "logs" not in p.parts}
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_model_dir) -> Path:
-    folder = tmp_path_factory.mktemp("run")
-    write_config(folder, tiny_model_dir)
-    snakemake(folder, "all", "experiments")
-    return folder
-
-
-def test_run_writes_archive_with_every_record(finished_run):
-    records = read_archive(finished_run, 2)
-    assert [r["id"] for r in records] == ["g0-k0", "g0-k1", "g1-k0", "g1-k1", "g2-k0", "g2-k1"]
+def test_run_writes_archive_with_every_record(tiny_run):
+    records = read_archive(tiny_run, 1)
+    assert [r["id"] for r in records] == ["g0-k0", "g0-k1", "g1-k0", "g1-k1"]
     seeds = records[:2]
     assert [r["library_name"] for r in seeds] == ["dpo", "slic"]
     assert all(r["status"] == "ok" and r["fitness"] is not None for r in seeds)  # trained and scored for real
@@ -88,40 +42,49 @@ def test_run_writes_archive_with_every_record(finished_run):
         assert record["proposer"]["backend"] == "evolution"
         assert record["parents"] and all(p < record["id"] for p in record["parents"])
     # archive(g) holds every record up to g
-    assert [r["id"] for r in read_archive(finished_run, 1)] == [r["id"] for r in records[:4]]
+    assert [r["id"] for r in read_archive(tiny_run, 0)] == [r["id"] for r in records[:2]]
 
 
-def test_run_writes_tables_and_figures(finished_run):
-    results = finished_run / "results" / "tiny"
+def test_run_writes_tables_and_figures(tiny_run):
+    results = tiny_run / "results" / "tiny"
     for name in ("fitness_over_generations", "objective_shapes", "reward_vs_kl"):
         png = (results / "figures" / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000
     summary = (results / "summary.csv").read_text().splitlines()
-    assert summary[0].startswith("rank,") and len(summary) == 1 + 6
+    assert summary[0].startswith("rank,") and len(summary) == 1 + 4
     experiments = (results / "experiments.csv").read_text()
     assert "seed_spread,dpo,0.1" in experiments
     reference = json.loads((results / "reference" / "eval.json").read_text())
     assert reference["metrics"]["kl"] == 0.0
 
 
-def test_finished_run_has_nothing_to_do(finished_run):
-    result = snakemake(finished_run, "-n")
+def test_finished_run_has_nothing_to_do(tiny_run):
+    result = snakemake(tiny_run, "-n", "all", "experiments", "baselines")
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_raising_generations_reruns_nothing_old(finished_run, tiny_model_dir):
-    before = outputs_with_mtimes(finished_run)
-    write_config(finished_run, tiny_model_dir, **{"discovery.generations": 3})
-    snakemake(finished_run)
-    after = outputs_with_mtimes(finished_run)
+def test_a_copied_run_is_as_up_to_date_as_its_original(tiny_run, tmp_path):
+    """What the tests that change a run rely on: a copy (tiny_runs.copy_run) plans nothing either."""
+    copy = copy_run(tiny_run, tmp_path / "run")
+    result = snakemake(copy, "-n", "all", "experiments", "baselines")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_raising_generations_reruns_nothing_old(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path / "run")
+    before = outputs_with_mtimes(run)
+    update_config(run, **{"discovery.generations": 2})
+    snakemake(run)
+    after = outputs_with_mtimes(run)
     # the run-level aggregates (final archive, verdict) are rebuilt from the longer archive; nothing else is
     changed = sorted(k for k in before if after[k] != before[k] and k not in ("archive.jsonl", "verdict.json"))
     assert changed == [], f"extending the run recomputed {changed}"
-    assert [r["id"][:2] for r in read_archive(finished_run, 3)].count("g3") == 2
+    assert [r["id"][:2] for r in read_archive(run, 2)].count("g2") == 2
 
 
-def test_killed_run_resumes_without_redoing_finished_candidates(tmp_path, tiny_model_dir):
-    write_config(tmp_path, tiny_model_dir, **{"discovery.generations": 1})
+def test_killed_run_resumes_without_redoing_finished_candidates(tmp_path, tiny_model_dir, tiny_run):
+    write_config(tmp_path, tiny_model_dir)
+    start_from_shared_stages(tiny_run, tmp_path)
     process = subprocess.Popen([*SNAKEMAKE, "--directory", str(tmp_path)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True, env=ENV)
     first_training = tmp_path / "results" / "tiny" / "gen0" / "cand0" / "train.json"
@@ -155,29 +118,42 @@ def test_config_errors_name_the_key_before_any_job(tmp_path, tiny_model_dir):
     assert result.returncode != 0 and "populaton" in result.stderr + result.stdout
 
 
-def test_hostile_candidates_are_recorded_invalid_and_the_generation_carries_on(tmp_path, tiny_model_dir):
-    """A replayed generation with a file-writing program, an infinite loop and one sound objective."""
-    hostile = REPO / "tests" / "hostile"
+def test_hostile_and_crashing_candidates_cost_a_record_each_and_the_generation_carries_on(tmp_path, tiny_model_dir,
+                                                                                         tiny_run):
+    """A replayed generation: a file-writing program and an infinite loop (refused by validation), a SIGSEGV
+    program (refused by validation), a SIGFPE program that validation accepts and that crashes only in training
+    (its worker dies: train_failed), and a sound objective (CELL), which trains and scores. The run completes."""
     from prefdisco.objectives import library_source
 
-    transcript = [
-        {"generation": 1, "name": "objective", "thought": "write a file", "code": (hostile / "write_marker_open.py").read_text()},
-        {"generation": 1, "name": "objective", "thought": "never return", "code": (hostile / "infinite_loop.py").read_text()},
-        {"generation": 1, "name": "combined_exp_logistic_loss", "thought": "CELL", "code": library_source("cell")},
-    ]
+    hostile = REPO / "tests" / "hostile"
+    programs = [("objective", "write a file", hostile / "write_marker_open.py"),
+                ("objective", "never return", hostile / "infinite_loop.py"),
+                ("sigsegv_to_dense", "segfault", hostile / "training" / "sigsegv_to_dense.py"),
+                ("sigfpe_integer_division", "SIGFPE in training", hostile / "training" / "sigfpe_integer_division.py")]
+    transcript = [{"generation": 1, "name": name, "thought": thought, "code": path.read_text()}
+                  for name, thought, path in programs]
+    transcript.append({"generation": 1, "name": "combined_exp_logistic_loss", "thought": "CELL",
+                       "code": library_source("cell")})
     (tmp_path / "transcript.json").write_text(json.dumps(transcript))
     write_config(tmp_path, tiny_model_dir, **{
-        "discovery.generations": 1, "discovery.seed_objectives": ["dpo"],
+        "discovery.seed_objectives": ["dpo"],
         "discovery.proposer": {"backend": "replay", "options": {"transcript": str(tmp_path / "transcript.json")}},
-        "sandbox.cpu_seconds": 3, "sandbox.wall_seconds": 10,
+        "sandbox.cpu_seconds": 5, "sandbox.wall_seconds": 20,
     })
+    start_from_shared_stages(tiny_run, tmp_path)
     snakemake(tmp_path)
     records = {r["id"]: r for r in read_archive(tmp_path, 1)}
     assert records["g1-k0"]["status"] == "invalid" and "'open' is not allowed" in records["g1-k0"]["error"]
     assert records["g1-k1"]["status"] == "invalid" and "infinite loop" in records["g1-k1"]["error"]
-    assert records["g1-k2"]["status"] == "ok" and records["g1-k2"]["fitness"] is not None
+    assert records["g1-k2"]["status"] == "invalid" and "sparse tensors are not available" in records["g1-k2"]["error"]
+    assert records["g1-k3"]["status"] == "train_failed", records["g1-k3"]
+    assert "crashed with signal SIGFPE" in records["g1-k3"]["error"]
+    assert records["g1-k4"]["status"] == "ok" and records["g1-k4"]["fitness"] is not None
+    train = json.loads((tmp_path / "results" / "tiny" / "gen1" / "cand4" / "train.json").read_text())
+    assert train["status"] == "ok" and train["metrics"]["steps"] == 2
     assert not Path("/tmp/prefdisco_pwned_write_marker_open").exists()
-    assert not (tmp_path / "results" / "tiny" / "gen1" / "cand0").exists()  # never reached training
+    for refused in range(3):  # never reached training
+        assert not (tmp_path / "results" / "tiny" / "gen1" / f"cand{refused}").exists()
 
 
 def _llm_proposer(url: str, **options) -> dict:
@@ -185,7 +161,7 @@ def _llm_proposer(url: str, **options) -> dict:
                                              "max_retries": 2, "backoff_seconds": 0.05, **options}}
 
 
-def test_llm_generation_records_faults_and_feeds_errors_to_the_next_prompt(tmp_path, tiny_model_dir):
+def test_llm_generation_records_faults_and_feeds_errors_to_the_next_prompt(tmp_path, tiny_model_dir, tiny_run):
     """Two generations of three, proposed over HTTP by a scripted OpenAI-compatible server on loopback.
 
     Generation 1: a file-writing program (a valid reply, rejected by the sandbox), an HTTP 500 followed by two
@@ -212,6 +188,7 @@ def test_llm_generation_records_faults_and_feeds_errors_to_the_next_prompt(tmp_p
             "discovery.generations": 2, "discovery.population": 3, "discovery.seed_objectives": ["dpo"],
             "discovery.proposer": _llm_proposer(server.url, prices={"input": 10.0, "output": 30.0}),
         })
+        start_from_shared_stages(tiny_run, tmp_path)
         snakemake(tmp_path)
         requests = list(server.requests)
 
@@ -248,7 +225,7 @@ def test_llm_generation_records_faults_and_feeds_errors_to_the_next_prompt(tmp_p
     assert "3 of 3 proposals answered from the reply cache" in log
 
 
-def test_llm_generation_against_a_real_llama_server(tmp_path, tiny_model_dir, llama_url):
+def test_llm_generation_against_a_real_llama_server(tmp_path, tiny_model_dir, tiny_run, llama_url):
     """A real workflow generation proposed by SmolLM2-135M behind llama.cpp's OpenAI-compatible server."""
     write_config(tmp_path, tiny_model_dir, **{
         "discovery.generations": 1, "discovery.population": 2, "discovery.seed_objectives": ["dpo"],
@@ -256,6 +233,7 @@ def test_llm_generation_against_a_real_llama_server(tmp_path, tiny_model_dir, ll
             "base_url": llama_url, "model": "smollm2", "max_tokens": 256, "temperature": 0.7,
             "timeout_seconds": 120, "max_retries": 1, "context_best": 1, "context_recent": 1}},
     })
+    start_from_shared_stages(tiny_run, tmp_path)
     snakemake(tmp_path)
     records = read_archive(tmp_path, 1)
     assert [r["id"] for r in records] == ["g0-k0", "g1-k0", "g1-k1"]
@@ -268,13 +246,14 @@ def test_llm_generation_against_a_real_llama_server(tmp_path, tiny_model_dir, ll
         assert "## reply 0" in transcript.read_text()
 
 
-def test_llm_generation_with_the_server_down_is_recorded_and_the_run_finishes(tmp_path, tiny_model_dir):
+def test_llm_generation_with_the_server_down_is_recorded_and_the_run_finishes(tmp_path, tiny_model_dir, tiny_run):
     from loopback import free_port
 
     write_config(tmp_path, tiny_model_dir, **{
         "discovery.generations": 1, "discovery.population": 2, "discovery.seed_objectives": ["dpo"],
         "discovery.proposer": _llm_proposer(f"http://127.0.0.1:{free_port()}/v1"),
     })
+    start_from_shared_stages(tiny_run, tmp_path)
     snakemake(tmp_path)
     records = read_archive(tmp_path, 1)
     assert [r["status"] for r in records] == ["ok", "invalid", "invalid"]
