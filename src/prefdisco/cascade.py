@@ -28,11 +28,10 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .classification.objectives import DISPLAY_NAMES as CLASSIFICATION_NAMES
 from .cli import setup_logging
 from .experiments import is_per_example, per_prompt
 from .io import read_json, read_jsonl, write_json, write_jsonl
-from .objectives import DISPLAY_NAMES
+from .objectives import display_name
 from .statistics import (
     HOLM,
     METHOD,
@@ -144,9 +143,10 @@ def lower_bound(record: Mapping) -> float | None:
     return None
 
 
-def display_name(name: str) -> str:
-    """A library objective's name for a person, in either family (its short name when it has none)."""
-    return DISPLAY_NAMES.get(name) or CLASSIFICATION_NAMES.get(name, name)
+def ranking_score(record: Mapping) -> float:
+    """What ranks evaluated records: the lower bound where known, else the fitness itself (no intervals yet)."""
+    low = lower_bound(record)
+    return low if low is not None else float(record["fitness"])
 
 
 def is_control(record: Mapping, control_name: str) -> bool:

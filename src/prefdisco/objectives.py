@@ -41,6 +41,13 @@ DISPLAY_NAMES = {
 }
 
 
+def display_name(name: str) -> str:
+    """A library objective's name for a person, in either family (its short name when it has none)."""
+    from .classification.objectives import DISPLAY_NAMES as CLASSIFICATION_NAMES
+
+    return DISPLAY_NAMES.get(name) or CLASSIFICATION_NAMES.get(name, name)
+
+
 def library_source(name: str) -> str:
     """Source text of a library objective, by its short name (``dpo``, ``lrml`` ...)."""
     if name not in LIBRARY:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from prefdisco.cascade import EXAMPLE_METHOD, EXAMPLES, display_name
-from prefdisco.classification.transfer import ranking_score
+from prefdisco.cascade import EXAMPLE_METHOD, EXAMPLES, ranking_score
 from prefdisco.cli import setup_logging
 from prefdisco.io import read_json, read_jsonl, write_text
+from prefdisco.objectives import display_name
 from prefdisco.statistics import HOLM
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,7 @@ def table(records: Sequence[dict], control: str) -> list[str]:
 
 def summary_markdown(records: Sequence[dict], verdict: Mapping, run: str) -> str:
     failed = [r for r in records if not (r.get("status") == "ok" and r.get("fitness") is not None)]
-    counts = {}
-    for record in failed:
-        counts[record.get("status")] = counts.get(record.get("status"), 0) + 1
+    counts = Counter(record.get("status") for record in failed)
     parts = [f"# Classification objectives: run {run}", "", opening(verdict), "", *table(records, verdict["control"])]
     if failed:
         parts += ["", f"Not evaluated: {len(failed)} record(s) "

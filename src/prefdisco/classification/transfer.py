@@ -24,7 +24,7 @@ import re
 import statistics
 from pathlib import Path
 
-from prefdisco.cascade import lower_bound
+from prefdisco.cascade import ranking_score
 from prefdisco.classification.objectives import LIBRARY, library_source
 from prefdisco.cli import setup_logging
 from prefdisco.io import read_json, read_jsonl, write_json
@@ -38,12 +38,6 @@ COLUMNS = ("model", "objective", "name", "source", "seeds", "val_mean", "val_ci_
 # two-sided 95% Student t quantiles by degrees of freedom (n - 1); beyond 30 the normal one is close enough
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
        15: 2.131, 20: 2.086, 30: 2.042}
-
-
-def ranking_score(record: dict) -> float:
-    """What ranks discovered records, as in the search: the lower 95% bound of fitness, else the fitness itself."""
-    low = lower_bound(record)
-    return low if low is not None else float(record["fitness"])
 
 
 def discovery_estimate(record: dict | None) -> dict:

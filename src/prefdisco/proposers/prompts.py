@@ -26,8 +26,7 @@ import random
 
 from ..errors import truncate_error
 from ..records import DUPLICATE, FAILED, OK
-from ..classification.objectives import DISPLAY_NAMES as CLASSIFICATION_NAMES
-from ..objectives import DISPLAY_NAMES
+from ..objectives import display_name
 
 BEST_N = 5
 RECENT_M = 8
@@ -100,8 +99,7 @@ def fitness_text(record: dict) -> str:
         return f"Fitness: {float(record['fitness']):.4f}"
     text = f"Fitness: {fitness['mean']:.3f} [{fitness['low']:.3f}, {fitness['high']:.3f}]"
     if difference and math.isfinite(difference["low"]):
-        control = intervals.get("control")
-        control = DISPLAY_NAMES.get(control) or CLASSIFICATION_NAMES.get(control, control)
+        control = display_name(intervals.get("control"))
         text += f"; vs {control} {difference['mean']:+.3f} [{difference['low']:+.3f}, {difference['high']:+.3f}]"
     return text
 
