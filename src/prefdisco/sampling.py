@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import inspect
 import statistics
 from dataclasses import dataclass
 
@@ -53,7 +54,11 @@ def sample_completions(
 ) -> list[Completion]:
     """Sample ``samples_per_prompt`` completions of every prompt, in prompt order.
 
-    Each batch is seeded from ``seed`` and its index, so a run is reproducible for a given batch size.
+    Prompts of like length share a batch, so left padding costs little, and the samples of one prompt share its
+    prefill (computed once, copied to each sample): with short completions the prompt is much of the compute.
+    A batch holds ``batch_size // samples_per_prompt`` prompts (at least one) and is seeded from ``seed`` and its
+    index. The batches depend only on the prompts, the tokenizer and these arguments, so every model sampled
+    with them gets the same ones: evaluations of different policies are paired draw by draw (common random numbers).
     ``rendered_chat``: the prompts were rendered by the model's chat template (see :func:`encode_prompts`).
     Sampled at temperature 1 without truncation, each completion also carries its log-probability under the model,
     read from the logits it was drawn from: scoring KL then needs no second forward pass of the policy.
@@ -62,27 +67,21 @@ def sample_completions(
     """
     model.eval()
     device = next(model.parameters()).device
-    jobs = [(i, p) for i, p in enumerate(prompts) for _ in range(samples_per_prompt)]
     own_distribution = temperature == 1.0 and not top_k  # logits processors then leave the distribution unchanged
+    lengths = encode_prompts(tokenizer, prompts, rendered_chat)["attention_mask"].sum(dim=1).tolist() if prompts else []
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])  # stable: ties keep the prompts' order
+    prompts_per_batch = max(1, batch_size // samples_per_prompt)
     completions: list[Completion] = []
-    for batch_index, start in enumerate(range(0, len(jobs), batch_size)):
-        batch = jobs[start : start + batch_size]
-        encoded = encode_prompts(tokenizer, [p for _, p in batch], rendered_chat).to(device)
+    for batch_index, start in enumerate(range(0, len(order), prompts_per_batch)):
+        indices = order[start : start + prompts_per_batch]
+        encoded = encode_prompts(tokenizer, [prompts[i] for i in indices], rendered_chat).to(device)
         torch.manual_seed(seed * 1_000_003 + batch_index)
         recorder = HiddenStateRecorder(model, keep_hidden_at) if keep_hidden_at else None
         try:
-            output = model.generate(
-                **encoded,
-                do_sample=True,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=1.0,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                return_dict_in_generate=True,
-                output_logits=own_distribution,
-            )
+            output = _generate(model, encoded, samples_per_prompt, do_sample=True, temperature=temperature,
+                               top_k=top_k, top_p=1.0, max_new_tokens=max_new_tokens,
+                               pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                               return_dict_in_generate=True, output_logits=own_distribution)
         finally:
             if recorder is not None:
                 recorder.close()
@@ -92,19 +91,41 @@ def sample_completions(
             hidden = None  # not one position per step (generation without a KV cache): KL takes the whole pass
         new_tokens = output.sequences[:, width:]
         token_logps = _generated_token_logps(output.logits, new_tokens) if own_distribution else None
-        for row, ((prompt_index, prompt), ids, mask) in enumerate(
-            zip(batch, encoded["input_ids"].tolist(), encoded["attention_mask"].tolist())
-        ):
-            prompt_ids = [t for t, m in zip(ids, mask) if m]
+        ids, masks = encoded["input_ids"].tolist(), encoded["attention_mask"].tolist()
+        for row in range(len(output.sequences)):
+            prompt_row = row // samples_per_prompt
+            prompt_index = indices[prompt_row]
+            prompt_ids = [t for t, m in zip(ids[prompt_row], masks[prompt_row]) if m]
             completion_ids = _cut_at_eos(new_tokens[row].tolist(), tokenizer.eos_token_id)
             text = tokenizer.decode(completion_ids, skip_special_tokens=True)
             logp = None if token_logps is None else float(token_logps[row, : len(completion_ids)].sum())
-            completion = Completion(prompt_index, prompt, prompt_ids, completion_ids, text, logp)
+            completion = Completion(prompt_index, prompts[prompt_index], prompt_ids, completion_ids, text, logp)
             if hidden is not None:  # left-padded prompt, then one position per generated token but the last
                 completion.hidden = hidden[row, width - len(prompt_ids) : width + len(completion_ids) - 1].clone()
                 completion.hidden_layer = keep_hidden_at
             completions.append(completion)
+    completions.sort(key=lambda c: c.prompt_index)  # stable: a prompt's samples keep their order
     return completions
+
+
+def _generate(model, encoded, samples_per_prompt: int, **generate_options):
+    """``model.generate`` of ``samples_per_prompt`` samples of each row of ``encoded`` (consecutive rows of the
+    output). Several samples of a prompt share one prefill of all its tokens but the last: its key-value cache is
+    copied to each sample, and generation starts from the last prompt token, with the position ids generate itself
+    gives left-padded rows."""
+    input_ids, attention = encoded["input_ids"], encoded["attention_mask"]
+    if samples_per_prompt == 1 or input_ids.shape[1] < 2:
+        return model.generate(input_ids=input_ids, attention_mask=attention, **generate_options)
+    positions = (attention.long().cumsum(-1) - 1).masked_fill(attention == 0, 1)
+    prefill = model(input_ids=input_ids[:, :-1], attention_mask=attention[:, :-1], position_ids=positions[:, :-1],
+                    use_cache=True, logits_to_keep=1)
+    # transformers 5.x names it `cache` (`past_key_values` is deprecated); 4.x knows only the old name.
+    cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    cache = getattr(prefill, cache_argument)
+    cache.batch_repeat_interleave(samples_per_prompt)
+    return model.generate(input_ids=input_ids.repeat_interleave(samples_per_prompt, dim=0),
+                          attention_mask=attention.repeat_interleave(samples_per_prompt, dim=0),
+                          **{cache_argument: cache}, **generate_options)
 
 
 def _generated_token_logps(step_logits: tuple[torch.Tensor, ...], new_tokens: torch.Tensor) -> torch.Tensor:

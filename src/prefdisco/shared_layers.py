@@ -62,8 +62,10 @@ class HiddenStateRecorder:
         self.states.append(hidden.detach())
 
     def joined(self) -> torch.Tensor:
-        """(B, positions, H): every position the model was run on, in order."""
-        return torch.cat(self.states, dim=1)
+        """(B, positions, H): every position the model was run on, in order. A pass over fewer rows (a prefill
+        shared by the samples of each prompt, see sampling) is repeated for each row's samples."""
+        rows = max(s.shape[0] for s in self.states)
+        return torch.cat([s.repeat_interleave(rows // s.shape[0], dim=0) for s in self.states], dim=1)
 
     def close(self) -> None:
         self._handle.remove()
