@@ -53,20 +53,22 @@ def test_kl_from_recorded_logps_equals_kl_from_two_forward_passes(model_and_toke
     assert max(abs(v) for v in slow) > 0.01  # the two models differ on these samples
 
 
-def test_samples_sharing_a_prefill_continue_as_if_each_had_its_own(model_and_tokenizer, tiny_model_dir):
+@pytest.mark.parametrize("batch_size", [4, 10])
+def test_samples_sharing_a_prefill_continue_as_if_each_had_its_own(model_and_tokenizer, tiny_model_dir, batch_size):
     """Greedy (top-k 1), a prompt's samples are its one continuation: two samples of each prompt from one shared
-    prefill must equal one sample of each prompt listed twice, for prompts of different lengths (left padding),
-    and come back in prompt order."""
+    prefill must equal one sample of each prompt listed twice, for prompts of different lengths (left padding; a
+    one-token prompt has nothing but padding in the shared prefill), and come back in prompt order."""
     _, tokenizer = model_and_tokenizer
     model = load_causal_lm(tiny_model_dir, torch.device("cpu"))  # without the EOS boost: continuations run on
-    shared = sample_completions(model, tokenizer, PROMPTS, 2, 6, seed=0, top_k=1, batch_size=4)
-    separate = sample_completions(model, tokenizer, [p for p in PROMPTS for _ in range(2)], 1, 6, seed=0, top_k=1,
+    prompts = [*PROMPTS, "Wow"]
+    shared = sample_completions(model, tokenizer, prompts, 2, 6, seed=0, top_k=1, batch_size=batch_size)
+    separate = sample_completions(model, tokenizer, [p for p in prompts for _ in range(2)], 1, 6, seed=0, top_k=1,
                                   batch_size=3)
-    assert [c.prompt_index for c in shared] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert [c.prompt_index for c in shared] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     assert [c.prompt for c in shared] == [c.prompt for c in separate]
     assert [c.prompt_ids for c in shared] == [c.prompt_ids for c in separate]
     assert [c.completion_ids for c in shared] == [c.completion_ids for c in separate]
-    assert len({len(c.prompt_ids) for c in shared}) > 2 and max(len(c.completion_ids) for c in shared) == 6
+    assert min(len(c.prompt_ids) for c in shared) == 1 and max(len(c.completion_ids) for c in shared) == 6
 
 
 def test_no_log_probability_is_recorded_for_a_tempered_or_truncated_distribution(model_and_tokenizer):
