@@ -29,11 +29,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 run: setup
 	$(BIN)/snakemake --cores $(CORES)
 
+# One worker per core; tests that share a run (or a module's server) go to one worker: see tests/conftest.py.
+PYTEST_PARALLEL := -n auto --dist loadgroup --no-loadscope-reorder
 test: setup-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL)
 
 test-fast: setup-test
-	$(BIN)/python -m pytest -q -m "not workflow"
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not workflow"
 
 # The workflow on a real one-node SLURM cluster that the tests start and stop (tests/slurm/; needs root and
 # Debian's packages). The executor plugin goes to a folder of its own, on PYTHONPATH for these tests only:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,47 @@ def build_tiny_model(folder: Path) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# Fixtures that build a run (minutes) and are shared by tests in several modules: under pytest-xdist every worker
+# would build its own, so the tests reading one go to one worker together.
+SHARED_RUNS = ("tiny_run", "chat_run")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
+def pytest_collection_modifyitems(config, items):
+    """Schedule for pytest-xdist (`make test`: `-n auto --dist loadgroup --no-loadscope-reorder`), harmless without.
+
+    A test reading a shared run joins that run's group; a test using a module-scoped fixture (a llama.cpp server, a
+    trained model) joins its module's group, so the fixture is built once. Everything else is free to go to any
+    worker. xdist hands out the groups in this order: the shared runs first, then the other workflow runs, then the
+    rest, so that no run of minutes starts last and leaves a core idle while one worker finishes it."""
+    reads_shared_run = set()
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        definitions = fixtures.name2fixturedefs if fixtures else {}
+        shared = [name for name in SHARED_RUNS if name in definitions]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+            reads_shared_run.add(item)
+        elif any(defs[-1].scope == "module" for defs in definitions.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    items.sort(key=lambda item: (item not in reads_shared_run, item.get_closest_marker("workflow") is None))
+
+
+@pytest.hookimpl(trylast=True)  # after xdist's hook: check that it did group
+def pytest_collection_finish(session):
+    """pytest-xdist's loadgroup groups a test by appending ``@group`` to its id; pytest 9.2 stopped reading the field
+    xdist 3.8 sets, and then every worker silently builds every shared run (pyproject.toml pins pytest below 9.2).
+    Stop at once rather than run the suite at twice its cost."""
+    if not (os.environ.get("PYTEST_XDIST_WORKER") and session.config.getvalue("loadgroup")):
+        return
+    ungrouped = [item.nodeid for item in session.items
+                 if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if ungrouped:
+        raise pytest.UsageError(f"pytest-xdist did not group {len(ungrouped)} tests (first: {ungrouped[0]}): this "
+                                "pytest and pytest-xdist do not work together; install the versions pyproject.toml "
+                                "pins")
 
 
 @pytest.fixture(scope="session")
