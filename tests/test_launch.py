@@ -18,8 +18,7 @@ from prefdisco import devices
 from prefdisco.stages.candidates import experiment_spec
 from prefdisco.io import write_json, write_jsonl
 from prefdisco.launch import accelerate_command, relaunch
-from prefdisco.models import load_causal_lm, load_tokenizer
-from prefdisco.models import reference_path
+from prefdisco.models import load_causal_lm, load_tokenizer, reference_path
 from prefdisco.trainer import TrainingOptions, compute_reference_logps
 
 CONFIGS = REPO / "src" / "prefdisco" / "accelerate"

@@ -58,7 +58,7 @@ def plot_mt_bench_radar(records: Sequence[dict], reference_metrics: dict | None,
     if len(categories) < 3:
         fig, ax = new_figure((6.5, 6.0))
         no_data(ax, "No MT-Bench category scores to draw",
-                 f"{len(series)} judged models, {len(categories)} categories (a radar needs 3)")
+                f"{len(series)} judged models, {len(categories)} categories (a radar needs 3)")
     else:
         from matplotlib.figure import Figure
         from matplotlib.backends.backend_agg import FigureCanvasAgg

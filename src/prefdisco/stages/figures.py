@@ -94,7 +94,7 @@ def plot_fitness_over_generations(records: Sequence[Record], path: str | Path) -
     fig, ax = new_figure(figsize=(8, 5))
     if not evaluated:
         no_data(ax, "no evaluated candidates",
-                 f"{len(records)} records: {len(failed)} failed or invalid, {len(duplicates)} duplicate")
+                f"{len(records)} records: {len(failed)} failed or invalid, {len(duplicates)} duplicate")
         ax.set_title("Fitness over generations")
         save_figure(fig, path)
         return info
@@ -350,7 +350,7 @@ def plot_reward_vs_kl(
     if not points:
         # Keep the axes when the reference star is drawn, and keep the message clear of it.
         no_data(ax, "no evaluated candidates", "only the reference model is shown" if reference_reward else "",
-                 y=0.85 if reference_reward is not None else 0.55, clear_ticks=reference_reward is None)
+                y=0.85 if reference_reward is not None else 0.55, clear_ticks=reference_reward is None)
         ax.set_xlim(-1.0, 10.0)
         ax.set_xlabel("KL(policy || reference)")
         ax.set_ylabel("mean reward")
