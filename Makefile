@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 CORES ?= all
-# Rules run `python -m prefdisco.<stage>`: the venv must come first on PATH for every job.
+# Rules run `python -m prefdisco.stages.<stage>`: the venv must come first on PATH for every job.
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup setup-test run test test-fast test-slurm benchmark lint clean

@@ -5,15 +5,15 @@ budget buys, for several settings measured side by side in one session.
 
 For each setting (``SETTINGS``: the task and training options that decide a candidate's cost) it builds the
 preference data and reference log-probs as the run's shared stages do, then trains and scores the control (DPO) at
-``--seeds`` training seeds, timing each phase of the two jobs the way their entry points run them (prefdisco.train,
-prefdisco.evaluate): fixed costs (interpreter start and imports, measured in a fresh subprocess; model and tokenizer
+``--seeds`` training seeds, timing each phase of the two jobs the way their entry points run them (prefdisco.stages.train,
+prefdisco.stages.evaluate): fixed costs (interpreter start and imports, measured in a fresh subprocess; model and tokenizer
 loads; trainer set-up with the dataset's tokenisation; policy save) against compute (optimizer steps; sampling;
 reward; KL log-probs). Wall and CPU seconds are printed side by side: on a shared machine CPU seconds of these
 one-thread jobs are what a quiet machine's wall time would be, the wall seconds are what this session saw.
 
 From the control's seeds x prompts fitness matrix it prints the variance components and the minimum detectable
 difference to the control at ``fitness.seeds`` seeds (80% power, 5% level), by the formula the verdict uses
-(prefdisco.cascade.planned_detectable_difference), beside DPO's own gain over the reference (the signal the
+(prefdisco.stages.cascade.planned_detectable_difference), beside DPO's own gain over the reference (the signal the
 difference is a fraction of). Last, a projection of the default run's total from the measured per-job costs and its
 job counts (every candidate promoted: the worst case). Settings alternate seed by seed so drift in load hits each; each trains its own seeds (see main).
 """
@@ -110,8 +110,8 @@ def main() -> int:
     import torch
     import yaml
 
-    from prefdisco.cascade import planned_detectable_difference
-    from prefdisco.evaluate import fitness
+    from prefdisco.stages.cascade import planned_detectable_difference
+    from prefdisco.stages.evaluate import fitness
     from prefdisco.models import (
         load_causal_lm,
         load_for_inference,
@@ -120,8 +120,8 @@ def main() -> int:
     )
     from prefdisco.objectives import library_source
     from prefdisco.trained_policy import save_policy
-    from prefdisco.preferences import build_preferences
-    from prefdisco.reference import provide_reference
+    from prefdisco.stages.preferences import build_preferences
+    from prefdisco.stages.reference import provide_reference
     from prefdisco.sandbox.worker import ObjectiveWorker
     from prefdisco.shared_layers import FrozenStates
     from prefdisco.tasks import get_task
@@ -172,8 +172,8 @@ def main() -> int:
                       "training": training, "reference_reward": reference_metrics["reward"]}
         print(f"{name}: {len(pairs)} pairs, {len(heldout)} held-out prompts, reference reward "
               f"{reference_metrics['reward']:.4f}", flush=True)
-        clock.add("fixed: start + imports (train)", *import_cost("prefdisco.train", args.threads))
-        clock.add("fixed: start + imports (evaluate)", *import_cost("prefdisco.evaluate", args.threads))
+        clock.add("fixed: start + imports (train)", *import_cost("prefdisco.stages.train", args.threads))
+        clock.add("fixed: start + imports (evaluate)", *import_cost("prefdisco.stages.evaluate", args.threads))
 
     for seed in range(args.seeds):
         for name in args.settings:

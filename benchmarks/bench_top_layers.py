@@ -45,8 +45,8 @@ def main() -> None:
 
     from prefdisco.models import load_causal_lm, load_for_inference, load_tokenizer, set_threads
     from prefdisco.objectives import library_source
-    from prefdisco.preferences import build_preferences
-    from prefdisco.reference import provide_reference
+    from prefdisco.stages.preferences import build_preferences
+    from prefdisco.stages.reference import provide_reference
     from prefdisco.sampling import sample_completions, sampled_kl
     from prefdisco.sandbox.worker import ObjectiveWorker
     from prefdisco.shared_layers import FrozenStates, shared_bottom_layers

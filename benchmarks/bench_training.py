@@ -23,7 +23,7 @@ from trl import DPOTrainer
 
 from prefdisco.models import load_causal_lm, load_tokenizer, resolve_device, set_threads
 from prefdisco.objectives import library_source
-from prefdisco.reference import provide_reference
+from prefdisco.stages.reference import provide_reference
 from prefdisco.sandbox.worker import ObjectiveWorker
 from prefdisco.tasks.sentiment import bundled_prompts
 from prefdisco.trainer import TrainingOptions, attach_reference_logps, compute_reference_logps, dpo_config, train_objective

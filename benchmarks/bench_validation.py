@@ -3,7 +3,7 @@
     python benchmarks/bench_validation.py
 
 Target (issue 3): at most 3 s for K = 8 on a 2-core CPU machine. Prints the in-process validation call and the
-whole `python -m prefdisco.validate` job (interpreter start and torch import included), side by side.
+whole `python -m prefdisco.stages.validate` job (interpreter start and torch import included), side by side.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ TARGET_S = 3.0
 
 def main() -> int:
     from prefdisco.objectives import LIBRARY, library_source
-    from prefdisco.validate import SandboxLimits, validate_proposals
+    from prefdisco.sandbox.runner import SandboxLimits
+    from prefdisco.stages.validate import validate_proposals
 
     proposals = [{"id": f"g1-k{k}", "code": library_source(name)} for k, name in enumerate(LIBRARY[:8])]
     started = time.monotonic()
@@ -32,7 +33,7 @@ def main() -> int:
         path = Path(folder) / "proposals.json"
         path.write_text(json.dumps(proposals))
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "prefdisco.validate", "--proposals", str(path), "--beta", "0.1",
+        subprocess.run([sys.executable, "-m", "prefdisco.stages.validate", "--proposals", str(path), "--beta", "0.1",
                         "--output", str(Path(folder) / "validation.json")], check=True, capture_output=True)
         job_s = time.monotonic() - started
 

@@ -34,7 +34,7 @@ from transformers import TrainerCallback
 
 from prefdisco.models import load_causal_lm, load_tokenizer, set_threads
 from prefdisco.objectives import library_source
-from prefdisco.reference import provide_reference
+from prefdisco.stages.reference import provide_reference
 from prefdisco.sandbox import checks
 from prefdisco.sandbox.loader import load_objective
 from prefdisco.sandbox.runner import SandboxLimits

@@ -25,6 +25,6 @@ rule baselines_table:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.baselines --names {params.names} --archives {input.archives} --verdicts {input.verdicts}"
+        "python -m prefdisco.stages.baselines --names {params.names} --archives {input.archives} --verdicts {input.verdicts}"
         " --replicas {input.replicas} --control {input.control} --kl-penalty {params.kl_penalty}"
         " --first-seed {params.first_seed} --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"

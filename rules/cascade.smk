@@ -21,7 +21,7 @@ checkpoint promote:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.cascade promote --archive {input.archive} --generation {wildcards.g}"
+        "python -m prefdisco.stages.cascade promote --archive {input.archive} --generation {wildcards.g}"
         " --control {input.control} {params.control} --output {output} > {log} 2>&1"
 
 
@@ -35,7 +35,7 @@ rule replica_objective:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.candidates replica --objective {input} --seed {wildcards.seed} --output {output}"
+        "python -m prefdisco.stages.candidates replica --objective {input} --seed {wildcards.seed} --output {output}"
         " > {log} 2>&1"
 
 
@@ -56,7 +56,7 @@ rule final_archive:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.cascade final --archive {input.archive} --promotions {input.promotions}"
+        "python -m prefdisco.stages.cascade final --archive {input.archive} --promotions {input.promotions}"
         " --replicas {input.replicas} --control {input.control} {params.control} --seeds {params.seeds}"
         " --verdict {output.verdict}"
         " --output {output.archive} > {log} 2>&1"

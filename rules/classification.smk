@@ -22,7 +22,7 @@ rule control_objective:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.candidates experiment --family classification --id {params.id}"
+        "python -m prefdisco.stages.candidates experiment --family classification --id {params.id}"
         " --objective {wildcards.objective} --seed {wildcards.seed} --output {output} > {log} 2>&1"
 
 

@@ -26,7 +26,7 @@ rule preferences:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.preferences --task {params.task} --options {params.options:q}"
+        "python -m prefdisco.stages.preferences --task {params.task} --options {params.options:q}"
         " --reference {input.reference} --seed {params.seed} --max-length {params.max_length}"
         " --device {params.device} --precision {params.precision} --threads {threads} --gpus {resources.gpu}"
         " --pairs {output.pairs} --heldout {output.heldout} --record {output.record} > {log} 2>&1"
@@ -54,7 +54,7 @@ rule reference_logps:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.reference_logps --reference {input.reference} --pairs {input.pairs}"
+        "python -m prefdisco.stages.reference_logps --reference {input.reference} --pairs {input.pairs}"
         " --training {params.training:q} --threads {threads} --gpus {resources.gpu} --output {output.logps}"
         " --states-output {output.states} > {log} 2>&1"
 
@@ -86,7 +86,7 @@ rule evaluate_reference:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.evaluate --task {params.task} --options {params.options:q}"
+        "python -m prefdisco.stages.evaluate --task {params.task} --options {params.options:q}"
         " --reference {input.reference} --heldout {input.heldout} --seed {params.seed}"
         " --device {params.device} --precision {params.precision} --threads {threads} --gpus {resources.gpu}"
         " {params.judged} --output {output}"

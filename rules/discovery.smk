@@ -30,7 +30,7 @@ rule propose:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.propose --generation {wildcards.g} {params.archive} --family {params.family}"
+        "python -m prefdisco.stages.propose --generation {wildcards.g} {params.archive} --family {params.family}"
         " --seed-objectives {params.seed_objectives} --population {params.population}"
         " --backend {params.backend} --backend-options {params.options:q} --seed {params.seed}"
         " --transcripts {output.transcripts} --cache {params.cache:q} --output {output.proposals} > {log} 2>&1"
@@ -59,7 +59,7 @@ checkpoint validate:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.validate --proposals {input.proposals} {params.archive} --family {params.family} {params.beta}"
+        "python -m prefdisco.stages.validate --proposals {input.proposals} {params.archive} --family {params.family} {params.beta}"
         " --cpu-seconds {params.cpu_seconds} --memory-mb {params.memory_mb} --wall-seconds {params.wall_seconds}"
         " --output {output} > {log} 2>&1"
 
@@ -77,7 +77,7 @@ rule candidate_objective:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.candidates candidate --proposals {input.proposals} --validation {input.validation}"
+        "python -m prefdisco.stages.candidates candidate --proposals {input.proposals} --validation {input.validation}"
         " --id {params.id} --output {output} > {log} 2>&1"
 
 
@@ -99,6 +99,6 @@ rule archive:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.archive {params.previous} --proposals {input.proposals}"
+        "python -m prefdisco.stages.archive {params.previous} --proposals {input.proposals}"
         " --validation {input.validation} --trainings {input.trainings} --evaluations {input.evaluations}"
         " --control {input.control} {params.control} --output {output} > {log} 2>&1"

@@ -15,7 +15,7 @@ rule experiment_objective:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.candidates experiment"
+        "python -m prefdisco.stages.candidates experiment"
         " --id {params.id}"
         " --objective {wildcards.objective} --beta {wildcards.beta} --seed {wildcards.seed}"
         " --output {output} > {log} 2>&1"
@@ -32,5 +32,5 @@ rule experiments_table:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.experiments --evaluations {input.evaluations} --reference-eval {input.reference}"
+        "python -m prefdisco.stages.experiments --evaluations {input.evaluations} --reference-eval {input.reference}"
         " --output {output} > {log} 2>&1"

@@ -16,7 +16,7 @@ rule summary:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.summary --archive {input.archive} --verdict {input.verdict} --reference-eval {input.reference}"
+        "python -m prefdisco.stages.summary --archive {input.archive} --verdict {input.verdict} --reference-eval {input.reference}"
         " --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
 
 
@@ -45,7 +45,7 @@ rule figures:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.figures --archive {input.archive} --reference-eval {input.reference}"
+        "python -m prefdisco.stages.figures --archive {input.archive} --reference-eval {input.reference}"
         " --fitness-figure {output.fitness} --shapes-figure {output.shapes}"
         " --reward-kl-figure {output.reward_kl} > {log} 2>&1"
 
@@ -62,7 +62,7 @@ rule run_config:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.run_config --config {params.config:q} --output {output} > {log} 2>&1"
+        "python -m prefdisco.stages.run_config --config {params.config:q} --output {output} > {log} 2>&1"
 
 
 # `snakemake verify`: every record parses and matches the sha256 of each input it names; prints the command that
@@ -76,4 +76,4 @@ rule verify:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.verify {params.run} --report {log}"
+        "python -m prefdisco.stages.verify {params.run} --report {log}"

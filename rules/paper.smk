@@ -25,7 +25,7 @@ rule paper_frontier:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.paper_figures frontier --experiments {input} --experiment {params.experiment}"
+        "python -m prefdisco.stages.paper_figures frontier --experiments {input} --experiment {params.experiment}"
         " --objectives lrml {wildcards.baseline} --run {wildcards.run} --output {output} > {log} 2>&1"
 
 
@@ -44,9 +44,9 @@ rule paper_frontiers_all:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "(python -m prefdisco.paper_figures frontier --experiments {input} --experiment {params.experiment}"
+        "(python -m prefdisco.stages.paper_figures frontier --experiments {input} --experiment {params.experiment}"
         " --run {wildcards.run} --output {output.fig8}"
-        " && python -m prefdisco.paper_figures panels --experiments {input} --experiment {params.experiment}"
+        " && python -m prefdisco.stages.paper_figures panels --experiments {input} --experiment {params.experiment}"
         " --run {wildcards.run} --output {output.panels}) > {log} 2>&1"
 
 
@@ -62,7 +62,7 @@ rule paper_training_curves:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.paper_figures curves --train-records {input} --run {wildcards.run} --output {output}"
+        "python -m prefdisco.stages.paper_figures curves --train-records {input} --run {wildcards.run} --output {output}"
         " > {log} 2>&1"
 
 
@@ -88,7 +88,7 @@ rule paper_logratios:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.logratios --reference {input.reference} --policy-dir {input.policy}"
+        "python -m prefdisco.stages.logratios --reference {input.reference} --policy-dir {input.policy}"
         " --train-record {input.record} --pairs {input.pairs} --reference-logps {input.reference_logps}"
         " --training {params.training:q} --threads {threads} --gpus {resources.gpu} --output {output} > {log} 2>&1"
 
@@ -103,7 +103,7 @@ rule paper_log_ratio_histogram:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.paper_figures histogram --logratios {input} --run {wildcards.run} --output {output}"
+        "python -m prefdisco.stages.paper_figures histogram --logratios {input} --run {wildcards.run} --output {output}"
         " > {log} 2>&1"
 
 
@@ -117,7 +117,7 @@ rule paper_table1:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.paper_figures table1 --evaluations {input} --run {wildcards.run} --output {output}"
+        "python -m prefdisco.stages.paper_figures table1 --evaluations {input} --run {wildcards.run} --output {output}"
         " > {log} 2>&1"
 
 
@@ -131,9 +131,9 @@ rule paper_shapes:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "(python -m prefdisco.paper_figures shapes --objectives dpo slic lrml aqfl padll --beta 0.05"
+        "(python -m prefdisco.stages.paper_figures shapes --objectives dpo slic lrml aqfl padll --beta 0.05"
         " --output {output.shapes}"
-        " && python -m prefdisco.paper_figures beta-grid --objectives dpo lrml --betas 0.01 0.025 0.05 0.1 0.25 0.5 1.0"
+        " && python -m prefdisco.stages.paper_figures beta-grid --objectives dpo lrml --betas 0.01 0.025 0.05 0.1 0.25 0.5 1.0"
         " --output {output.grid}) > {log} 2>&1"
 
 
@@ -218,7 +218,7 @@ rule tldr_table:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.paper_figures tldr-table --metrics {input} --run {wildcards.run} --output {output.csv}"
+        "python -m prefdisco.stages.paper_figures tldr-table --metrics {input} --run {wildcards.run} --output {output.csv}"
         " > {log} 2>&1"
 
 
@@ -239,7 +239,7 @@ rule export_fastchat:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.exports fastchat --units {params.units} --judge {params.judge:q} --output-dir {output}"
+        "python -m prefdisco.stages.exports fastchat --units {params.units} --judge {params.judge:q} --output-dir {output}"
         " > {log} 2>&1"
 
 
@@ -261,7 +261,7 @@ rule export_alpaca_eval:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.exports alpaca-eval --units {params.units} --references {params.references}"
+        "python -m prefdisco.stages.exports alpaca-eval --units {params.units} --references {params.references}"
         " --data-dir results/{wildcards.run}/data/alpaca_eval {params.sft} --output-dir {output} > {log} 2>&1"
 
 
@@ -277,4 +277,4 @@ rule paper_manifest:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.paper_manifest --listing {params.listing:q} --output {output} > {log} 2>&1"
+        "python -m prefdisco.stages.paper_manifest --listing {params.listing:q} --output {output} > {log} 2>&1"

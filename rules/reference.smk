@@ -15,5 +15,5 @@ rule reference:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.reference --source {params.source:q} {params.revision}"
+        "python -m prefdisco.stages.reference --source {params.source:q} {params.revision}"
         " --output-dir results/{wildcards.run}/reference > {log} 2>&1"

@@ -29,7 +29,7 @@ rule train:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.train --objective {input.objective} --reference {input.reference}"
+        "python -m prefdisco.stages.train --objective {input.objective} --reference {input.reference}"
         " --pairs {input.pairs} --reference-logps {input.reference_logps} --training {params.training:q}"
         " --sandbox {params.sandbox:q} --frozen-states {input.frozen_states}"
         " --threads {threads} --gpus {resources.gpu}"
@@ -66,7 +66,7 @@ rule evaluate:
     conda:
         "../envs/prefdisco.yaml"
     shell:
-        "python -m prefdisco.evaluate --task {params.task} --options {params.options:q}"
+        "python -m prefdisco.stages.evaluate --task {params.task} --options {params.options:q}"
         " --reference {input.reference} --heldout {input.heldout} --train-record {input.record}"
         " --policy-dir {input.policy} --seed {params.seed} --kl-penalty {params.kl_penalty}"
         " --device {params.device} --precision {params.precision} --threads {threads} --gpus {resources.gpu}"

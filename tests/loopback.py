@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 from pathlib import Path
 from typing import Callable, Iterator
 
-from prefdisco.reference import smollm2_gguf
+from prefdisco.gguf import smollm2_gguf
 
 
 def free_port() -> int:

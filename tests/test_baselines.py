@@ -1,4 +1,4 @@
-"""Tests for the search-baselines table (prefdisco.baselines) on records in the real schema."""
+"""Tests for the search-baselines table (prefdisco.stages.baselines) on records in the real schema."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 import pandas as pd
 import pytest
 
-from prefdisco.baselines import (
+from prefdisco.stages.baselines import (
     baselines_table,
     discovery_minus,
     main,

@@ -6,10 +6,9 @@ import random
 
 import pytest
 
-from prefdisco.cascade import (
-    attach_intervals,
+from prefdisco.intervals import attach_intervals, control_intervals
+from prefdisco.stages.cascade import (
     compare_with_control,
-    control_intervals,
     final_records,
     planned_detectable_difference,
     promotion_decisions,

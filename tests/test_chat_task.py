@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from prefdisco.evaluate import run_evaluation
+from prefdisco.stages.evaluate import run_evaluation
 from prefdisco.io import write_json
 from prefdisco.tasks import chat, get_task
 

@@ -15,25 +15,16 @@ import torch
 import yaml
 
 from conftest import REPO
-from prefdisco.candidates import experiment_spec
-from prefdisco.cascade import (
-    EXAMPLES,
-    attach_intervals,
-    compare_with_control,
-    control_intervals,
-    final_records,
-    lower_bound,
-    promotion_decisions,
-    unit_intervals,
-)
 from prefdisco.classification.data import digits_split
 from prefdisco.classification.figures import plot_left
 from prefdisco.classification.objectives import library_source
 from prefdisco.classification.summary import summary_markdown
 from prefdisco.classification.train import ClassifierOptions, run_training
 from prefdisco.classification.transfer import select
-from prefdisco.experiments import per_prompt
+from prefdisco.intervals import EXAMPLES, attach_intervals, control_intervals, lower_bound, per_prompt, unit_intervals
 from prefdisco.sandbox.runner import SandboxLimits
+from prefdisco.stages.candidates import experiment_spec
+from prefdisco.stages.cascade import compare_with_control, final_records, promotion_decisions
 
 N = 300  # validation examples
 
@@ -169,7 +160,7 @@ def test_a_classification_control_unit_has_no_beta():
     assert spec["training_overrides"] == {"seed": 1} and spec["code"] == library_source("cross_entropy")
     assert spec["library_name"] == "cross_entropy" and spec["name"] == "cross_entropy"
     # a preference experiment still needs its beta, and the CLI says so
-    result = subprocess.run([sys.executable, "-m", "prefdisco.candidates", "experiment", "--id", "x/dpo/seed0",
+    result = subprocess.run([sys.executable, "-m", "prefdisco.stages.candidates", "experiment", "--id", "x/dpo/seed0",
                              "--objective", "dpo", "--seed", "0", "--output", "unused.json"],
                             capture_output=True, text=True)
     assert result.returncode != 0 and "--beta" in result.stderr

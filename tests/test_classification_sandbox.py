@@ -15,7 +15,7 @@ from prefdisco.families import get_family
 from prefdisco.proposers.evolution import propose_evolution
 from prefdisco.sandbox.static_policy import PolicyViolation, check_source
 from prefdisco.sandbox.runner import SandboxLimits, validate_programs
-from prefdisco.validate import validate_proposals
+from prefdisco.stages.validate import validate_proposals
 
 HOSTILE_FILES = sorted((Path(__file__).parent / "hostile").glob("*.py"))
 OLD_SIGNATURE = "(self, policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)"
@@ -183,6 +183,6 @@ def test_the_llm_prompt_describes_the_family_s_contract_with_the_paper_s_protoco
     assert "def <your_function_name>(logits, targets):" in system and "There is no self." in system
     assert '{"thought": ' in system and "validation" in system
     assert "preference" not in system.lower()
-    seeds = __import__("prefdisco.propose", fromlist=["seed_proposals"]).seed_proposals(
+    seeds = __import__("prefdisco.stages.propose", fromlist=["seed_proposals"]).seed_proposals(
         list(family.seed_objectives), family)
     assert [p["genome"] is not None for p in seeds] == [True, False, True]  # label smoothing is code, not a genome

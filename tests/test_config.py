@@ -285,7 +285,7 @@ def test_config_checks_pass_what_exists(tmp_path, tiny_model_dir):
     assert config_errors(config, tmp_path) == [
         f"training.trainable_layers: 3 is more than the 2 decoder layers of the reference model {str(tiny_model_dir)!r}"]
     assert layer_count("HuggingFaceH4/not-in-any-cache") is None  # a Hub id not downloaded: training checks it
-    from prefdisco.reference import smollm2_gguf
+    from prefdisco.gguf import smollm2_gguf
 
     assert gguf_block_count(smollm2_gguf()) == 30
     with pytest.raises(ValueError, match="not a GGUF file"):

@@ -71,7 +71,7 @@ def test_default_model_loads_without_llm_or_llama_cpp():
         "import sys\n"
         "sys.modules['llm'] = sys.modules['llama_cpp'] = None\n"
         "from transformers import AutoTokenizer\n"
-        "from prefdisco.reference import smollm2_gguf\n"
+        "from prefdisco.gguf import smollm2_gguf\n"
         "path = smollm2_gguf()\n"
         "assert path.read_bytes()[:4] == b'GGUF', path\n"
         "tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)\n"

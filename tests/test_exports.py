@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from prefdisco.exports import export_fastchat
+from prefdisco.stages.exports import export_fastchat
 from prefdisco.judging.mt_bench import mt_bench_scores
 
 
@@ -54,7 +54,7 @@ def test_alpaca_eval_reads_our_export_and_prints_our_leaderboard_rows(tmp_path):
 
     from loopback import ScriptedServer
 
-    from prefdisco.exports import export_alpaca_eval
+    from prefdisco.stages.exports import export_alpaca_eval
     from prefdisco.io import read_json
     from prefdisco.judging import alpaca_eval as stage
 

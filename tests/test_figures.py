@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from prefdisco.figures import main, plot_fitness_over_generations, plot_objective_shapes, plot_reward_vs_kl
+from prefdisco.stages.figures import main, plot_fitness_over_generations, plot_objective_shapes, plot_reward_vs_kl
 
 from conftest import ARCHIVE, REFERENCE
 
@@ -221,7 +221,7 @@ def test_cli_writes_all_three_figures(tmp_path):
 def test_cli_runs_as_module(tmp_path):
     outputs = [tmp_path / name for name in ("f.png", "s.png", "k.png")]
     result = subprocess.run(
-        [sys.executable, "-m", "prefdisco.figures", "--archive", str(ARCHIVE), "--reference-eval", str(REFERENCE),
+        [sys.executable, "-m", "prefdisco.stages.figures", "--archive", str(ARCHIVE), "--reference-eval", str(REFERENCE),
          "--fitness-figure", str(outputs[0]), "--shapes-figure", str(outputs[1]),
          "--reward-kl-figure", str(outputs[2])],
         capture_output=True, text=True, timeout=120,

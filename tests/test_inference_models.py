@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from prefdisco.evaluate import main as evaluate_main
-from prefdisco.evaluate import run_evaluation
+from prefdisco.stages.evaluate import main as evaluate_main
+from prefdisco.stages.evaluate import run_evaluation
 from prefdisco.io import read_json, write_json
 from prefdisco.judging.answers import AnswerOptions, run_answers
 from prefdisco.models import load_causal_lm, load_for_inference, precision_of

@@ -41,7 +41,7 @@ def test_best_records_and_parents_are_chosen_by_the_lower_bound():
 
 
 def test_fig3_best_so_far_follows_the_lower_bound_and_draws_intervals(tmp_path):
-    from prefdisco.figures import plot_fitness_over_generations
+    from prefdisco.stages.figures import plot_fitness_over_generations
 
     records = [{**record("g0-k0", 0.20, 0.17, 0.23), "generation": 0, "candidate": 0},
                {**record("g1-k0", 0.30, 0.05, 0.55), "generation": 1, "candidate": 0, "library_name": None},

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import prefdisco
-from prefdisco.summary import write_summary
+from prefdisco.stages.summary import write_summary
 
 
 def test_library_readme_says_ipo_is_not_trls():

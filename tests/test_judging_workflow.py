@@ -16,7 +16,7 @@ import pytest
 from loopback import free_port
 from prefdisco.judging.figures import plot_mt_bench_radar
 from prefdisco.judging.mt_bench import parse_rating
-from prefdisco.summary import ranking_score
+from prefdisco.intervals import ranking_score
 from tiny_runs import CHAT_FIXTURES as FIXTURES
 from tiny_runs import copy_run, set_judge, snakemake
 

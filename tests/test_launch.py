@@ -15,11 +15,10 @@ import torch
 
 from conftest import REPO
 from prefdisco import devices
-from prefdisco.candidates import experiment_spec
+from prefdisco.stages.candidates import experiment_spec
 from prefdisco.io import write_json, write_jsonl
 from prefdisco.launch import accelerate_command, relaunch
-from prefdisco.models import load_causal_lm, load_tokenizer
-from prefdisco.reference import reference_path
+from prefdisco.models import load_causal_lm, load_tokenizer, reference_path
 from prefdisco.trainer import TrainingOptions, compute_reference_logps
 
 CONFIGS = REPO / "src" / "prefdisco" / "accelerate"
@@ -48,7 +47,7 @@ def accelerate_settings(name: str, processes: int = 8):
     from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 
     args = launch_command_parser().parse_args(
-        ["--config_file", str(CONFIGS / f"{name}.yaml"), "--num_processes", str(processes), "-m", "prefdisco.train"])
+        ["--config_file", str(CONFIGS / f"{name}.yaml"), "--num_processes", str(processes), "-m", "prefdisco.stages.train"])
     args, defaults, _ = _validate_launch_command(args)
     if args.use_deepspeed:
         args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
@@ -87,17 +86,17 @@ def test_ddp_config_is_valid_for_accelerate():
 
 
 def test_launch_command_takes_the_process_count_and_a_free_port():
-    command = accelerate_command("prefdisco.train", ["--gpus", "8"], 8, CONFIGS / "fsdp.yaml", 29611)
+    command = accelerate_command("prefdisco.stages.train", ["--gpus", "8"], 8, CONFIGS / "fsdp.yaml", 29611)
     assert command[1:3] == ["-m", "accelerate.commands.launch"]
     assert command[command.index("--num_processes") + 1] == "8"
     assert command[command.index("--main_process_port") + 1] == "29611"
-    assert command[-4:] == ["--module", "prefdisco.train", "--gpus", "8"]
+    assert command[-4:] == ["--module", "prefdisco.stages.train", "--gpus", "8"]
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("deepspeed") is not None, reason="deepspeed is installed")
 def test_zero3_without_deepspeed_is_a_clear_error():
     with pytest.raises(RuntimeError, match="pip install deepspeed.*training.distributed"):
-        relaunch("prefdisco.train", [], 8, CONFIGS / "deepspeed_zero3.yaml")
+        relaunch("prefdisco.stages.train", [], 8, CONFIGS / "deepspeed_zero3.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +114,12 @@ def training_inputs(tmp_path_factory, tiny_model_dir) -> Path:
 
 
 def train_on_two_gpus(inputs: Path, out: Path, objective: dict) -> tuple[subprocess.CompletedProcess, dict]:
-    """`python -m prefdisco.train --gpus 2`, as the train rule runs it, on a machine that says it has two GPUs."""
+    """`python -m prefdisco.stages.train --gpus 2`, as the train rule runs it, on a machine that says it has two GPUs."""
     write_json(out / "objective.json", objective)
     env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", devices.ASSIGNED_ENV)}
     env.update({devices.POOL_ENV: "0,1", devices.LOCK_DIR_ENV: str(out / "locks"),
                 "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])})
-    command = [sys.executable, "-m", "prefdisco.train", "--objective", str(out / "objective.json"),
+    command = [sys.executable, "-m", "prefdisco.stages.train", "--objective", str(out / "objective.json"),
                "--reference", str(inputs / "reference.json"), "--pairs", str(inputs / "pairs.jsonl"),
                "--reference-logps", str(inputs / "reference_logps.jsonl"), "--training", json.dumps(TRAINING),
                "--threads", "1", "--gpus", "2",

@@ -15,7 +15,7 @@ import pytest
 from conftest import ARCHIVE
 from prefdisco.io import read_jsonl
 from prefdisco.llm_client import ChatClient, EndpointOptions, ReplyCache
-from prefdisco.propose import propose
+from prefdisco.stages.propose import propose
 from prefdisco.proposers.llm import ProtocolOptions, ReplyError, parse_reply, propose_llm
 from prefdisco.proposers.local_model import LocalChat, LocalModelOptions
 from prefdisco.proposers.prompts import build_messages, prompt_hash, select_context

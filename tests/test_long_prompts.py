@@ -11,7 +11,7 @@ import torch
 from prefdisco.io import read_json, read_jsonl, write_json
 from prefdisco.models import load_causal_lm, load_tokenizer
 from prefdisco.objectives import library_source
-from prefdisco.preferences import main as preferences_main
+from prefdisco.stages.preferences import main as preferences_main
 from prefdisco.sandbox.worker import ObjectiveWorker
 from prefdisco.trainer import (
     TrainingOptions,

@@ -10,7 +10,7 @@ from prefdisco.models import load_causal_lm, load_tokenizer, master_weights_prec
 from prefdisco.objectives import library_source
 from prefdisco.trained_policy import load_policy
 from prefdisco.sandbox.worker import ObjectiveWorker
-from prefdisco.train import run_training
+from prefdisco.stages.train import run_training
 from prefdisco.trainer import TrainingOptions, attach_reference_logps, compute_reference_logps, train_objective
 
 from preference_pairs import PAIRS  # 9 pairs

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefdisco import paper_figures as pf
+from prefdisco.stages import paper_figures as pf
 from prefdisco.paper_numbers import PAPER_LABEL, paper_table
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from prefdisco.models import load_causal_lm, load_tokenizer
-from prefdisco.reference import download_patterns, provide_reference
+from prefdisco.stages.reference import download_patterns, provide_reference
 from prefdisco.tasks import get_task
 
 POST = "SUBREDDIT: r/cats TITLE: My cat opens doors POST: Every night my cat Zorblax opens the pantry door."
@@ -25,7 +25,7 @@ def test_hub_download_takes_bin_weights_when_there_are_no_safetensors():
 
 
 def test_a_local_gguf_file_is_a_reference(tmp_path):
-    from prefdisco.reference import smollm2_gguf
+    from prefdisco.gguf import smollm2_gguf
 
     gguf = smollm2_gguf()
     description = provide_reference(str(gguf), tmp_path / "reference")

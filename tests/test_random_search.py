@@ -9,8 +9,8 @@ import torch
 from test_evolution import assert_sandbox_friendly, call, load_function, random_logps
 
 from prefdisco.objectives import library_source
-from prefdisco.propose import main as propose_main
-from prefdisco.propose import propose
+from prefdisco.stages.propose import main as propose_main
+from prefdisco.stages.propose import propose
 from prefdisco.proposers.evolution import (
     BINARY_OPS,
     UNARY_OPS,

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from prefdisco import records
-from prefdisco.archive import generation_records
-from prefdisco.propose import seed_proposals
+from prefdisco.stages.archive import generation_records
+from prefdisco.stages.propose import seed_proposals
 from prefdisco.proposers.evolution import propose_evolution
 from prefdisco.proposers.replay import propose_replay
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ARCHIVE
 from prefdisco.io import read_jsonl
-from prefdisco.propose import propose
+from prefdisco.stages.propose import propose
 from prefdisco.proposers.replay import propose_replay, read_transcript
 
 

@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from prefdisco.experiments import COLUMNS, experiments_table, per_prompt
+from prefdisco.intervals import per_prompt
+from prefdisco.stages.experiments import COLUMNS, experiments_table
 from prefdisco.statistics import (
     Estimate,
     SeedVariance,

@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from prefdisco.summary import (
+from prefdisco.stages.summary import (
     COLUMNS,
     error_headline,
     main,
@@ -130,7 +130,7 @@ def test_cli(tmp_path):
 
 def test_cli_runs_as_module(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "prefdisco.summary", "--archive", str(ARCHIVE), "--reference-eval", str(REFERENCE),
+        [sys.executable, "-m", "prefdisco.stages.summary", "--archive", str(ARCHIVE), "--reference-eval", str(REFERENCE),
          "--csv", str(tmp_path / "s.csv"), "--markdown", str(tmp_path / "s.md")],
         capture_output=True, text=True, timeout=120,
     )

@@ -203,7 +203,7 @@ def test_train_py_never_loads_candidate_code():
     import ast
     import inspect
 
-    import prefdisco.train as train_module
+    import prefdisco.stages.train as train_module
 
     imported = {alias.name for node in ast.walk(ast.parse(inspect.getsource(train_module)))
                 if isinstance(node, ast.ImportFrom) for alias in node.names}

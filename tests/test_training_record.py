@@ -9,11 +9,11 @@ import statistics
 import pytest
 import torch
 
-from prefdisco.archive import generation_records
+from prefdisco.stages.archive import generation_records
 from prefdisco.io import write_json
 from prefdisco.models import load_causal_lm, load_tokenizer
 from prefdisco.objectives import library_source
-from prefdisco.train import run_training
+from prefdisco.stages.train import run_training
 from prefdisco.trainer import TrainingOptions, compute_reference_logps, summarise_history
 
 from preference_pairs import PAIRS  # 9 pairs

@@ -1,4 +1,4 @@
-"""prefdisco.validate: validation records for a batch of proposals, duplicates, and the command line."""
+"""prefdisco.stages.validate: validation records for a batch of proposals, duplicates, and the command line."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from prefdisco.io import read_json, sha256_file, write_json, write_jsonl
 from prefdisco.objectives import library_source
 from prefdisco.sandbox.runner import SandboxLimits
-from prefdisco.validate import main, validate_proposals
+from prefdisco.stages.validate import main, validate_proposals
 
 DPO = library_source("dpo")
 IPO = library_source("ipo")
@@ -79,7 +79,7 @@ def test_cli_writes_records_and_logs_one_line_per_candidate(tmp_path: Path, capl
     proposals = tmp_path / "proposals.json"
     write_json(proposals, [{"id": "p-dpo", "code": DPO}, {"id": "p-bad", "code": "import os\n"}, {"id": "p-none", "code": None}])
     output = tmp_path / "out" / "validation.json"
-    caplog.set_level(logging.INFO, logger="prefdisco.validate")
+    caplog.set_level(logging.INFO, logger="prefdisco.stages.validate")
     assert main(["--proposals", str(proposals), "--beta", "0.1", "--output", str(output), "--cpu-seconds", "5"]) == 0
     records = read_json(output)
     assert [r["id"] for r in records] == ["p-dpo", "p-bad", "p-none"]
@@ -87,7 +87,7 @@ def test_cli_writes_records_and_logs_one_line_per_candidate(tmp_path: Path, capl
     assert all(set(r) == RECORD_KEYS | {"inputs"} for r in records)
     assert all(r["inputs"] == {str(proposals): sha256_file(proposals)} for r in records)  # provenance
     json.loads(output.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
-    lines = [r.getMessage() for r in caplog.records if r.name == "prefdisco.validate"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "prefdisco.stages.validate"]
     assert any(line.startswith("p-dpo: valid (fingerprint ") for line in lines)
     assert any(line.startswith("p-bad: invalid [static_policy]: line 1: import of 'os' is not allowed") for line in lines)
     assert any(line.startswith("p-none: invalid [static_policy]: no code: ") for line in lines)
@@ -131,7 +131,7 @@ def test_module_entry_point_end_to_end(tmp_path: Path) -> None:
     output = tmp_path / "validation.json"
     started = time.monotonic()
     completed = subprocess.run(
-        [sys.executable, "-m", "prefdisco.validate", "--proposals", str(proposals), "--beta", "0.1", "--output", str(output)],
+        [sys.executable, "-m", "prefdisco.stages.validate", "--proposals", str(proposals), "--beta", "0.1", "--output", str(output)],
         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     elapsed = time.monotonic() - started
@@ -140,4 +140,4 @@ def test_module_entry_point_end_to_end(tmp_path: Path) -> None:
     assert [r["valid"] for r in records] == [True] * len(names)
     assert len(set(r["fingerprint"] for r in records)) == len(names)
     assert sum("valid (fingerprint" in line for line in completed.stderr.splitlines()) == len(names)
-    print(f"python -m prefdisco.validate with K=8: {elapsed:.2f} s including interpreter start and torch import")
+    print(f"python -m prefdisco.stages.validate with K=8: {elapsed:.2f} s including interpreter start and torch import")

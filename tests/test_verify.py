@@ -1,4 +1,4 @@
-"""Provenance and `python -m prefdisco.verify`: a damaged or inconsistent record is named, and the printed command
+"""Provenance and `python -m prefdisco.stages.verify`: a damaged or inconsistent record is named, and the printed command
 rebuilds it and what was built from it, leaving every other file's bytes and modification time as they were."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from prefdisco.io import provenance, sha256_file, write_json, write_jsonl
-from prefdisco.verify import main as verify_main
-from prefdisco.verify import verify_run
+from prefdisco.stages.verify import main as verify_main
+from prefdisco.stages.verify import verify_run
 
 from tiny_runs import ENV, SNAKEMAKE, copy_run, snakemake
 
@@ -83,7 +83,7 @@ def test_damaged_record_in_a_real_run_is_rebuilt_with_what_depends_on_it_and_not
     assert records[2]["inputs"]["results/tiny/gen1/cand0/eval.json"] == sha256_file(run / "gen1/cand0/eval.json")
     assert json.loads((run / "gen1" / "cand0" / "eval.json").read_text())["inputs"][
         "results/tiny/gen1/cand0/train.json"] == sha256_file(run / "gen1/cand0/train.json")
-    clean = subprocess.run([sys.executable, "-m", "prefdisco.verify", "results/tiny"], cwd=tmp_path, env=ENV,
+    clean = subprocess.run([sys.executable, "-m", "prefdisco.stages.verify", "results/tiny"], cwd=tmp_path, env=ENV,
                            capture_output=True, text=True)
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
@@ -111,7 +111,7 @@ def test_damaged_record_in_a_real_run_is_rebuilt_with_what_depends_on_it_and_not
                "figures/fitness_over_generations.png", "figures/objective_shapes.png", "figures/reward_vs_kl.png"}
     assert "gen1/cand0/eval.json" in changed and set(changed) <= depends, changed
     assert json.loads(damaged.read_text())["status"] in {"ok", "eval_failed"}
-    clean = subprocess.run([sys.executable, "-m", "prefdisco.verify", "results/tiny"], cwd=tmp_path, env=ENV,
+    clean = subprocess.run([sys.executable, "-m", "prefdisco.stages.verify", "results/tiny"], cwd=tmp_path, env=ENV,
                            capture_output=True, text=True)
     assert clean.returncode == 0, clean.stdout
     assert "Nothing to be done" in snakemake(tmp_path, "-n").stdout

@@ -32,7 +32,7 @@ from prefdisco.models import load_causal_lm, load_tokenizer
 from prefdisco.objectives import library_source
 from prefdisco.sandbox.runner import SandboxLimits, validate_programs
 from prefdisco.sandbox.worker import ObjectiveWorker
-from prefdisco.train import run_training
+from prefdisco.stages.train import run_training
 from prefdisco.trainer import TrainingOptions, attach_reference_logps, compute_reference_logps, train_objective
 from unchecked_worker import COMMAND as UNCHECKED_WORKER
 
@@ -125,10 +125,10 @@ def test_worker_walls_hold_without_the_static_policy(path, inputs, tiny_model_di
 
 
 def test_a_crashing_candidate_costs_a_record_not_the_job(inputs, tmp_path):
-    """`python -m prefdisco.train`, as the train rule runs it: SIGFPE in the worker, exit 0, train.json written."""
+    """`python -m prefdisco.stages.train`, as the train rule runs it: SIGFPE in the worker, exit 0, train.json written."""
     program = next(p for p in PROGRAMS if p.stem == "sigfpe_integer_division")
     write_json(tmp_path / "objective.json", {"id": "gen1/cand0", "name": "sigfpe", "code": program.read_text()})
-    command = [sys.executable, "-m", "prefdisco.train", "--objective", str(tmp_path / "objective.json"),
+    command = [sys.executable, "-m", "prefdisco.stages.train", "--objective", str(tmp_path / "objective.json"),
                "--reference", str(inputs / "reference.json"), "--pairs", str(inputs / "pairs.jsonl"),
                "--reference-logps", str(inputs / "reference_logps.jsonl"), "--training", json.dumps(TRAINING),
                "--sandbox", json.dumps(LIMITS.__dict__), "--threads", "1", "--policy-dir", str(tmp_path / "policy"),

@@ -14,8 +14,8 @@ import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
-SMOLLM2 = "smollm2"  # prefdisco.reference.SMOLLM2; not imported: that module pulls in torch and transformers
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from .gguf import SMOLLM2, SMOLLM2_GGUF
+
 PAPER_TRANSCRIPT = "paper"  # prefdisco.proposers.replay.PAPER
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
 LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")

@@ -66,7 +66,7 @@ def sha256_file(path: str | Path) -> str:
 
 def provenance(*paths: str | Path | None) -> dict[str, str]:
     """A record's ``inputs``: {path as the rule named it: sha256 of its bytes} of the files it was built from.
-    Folders (a policy) and absent inputs (None) are left out; ``python -m prefdisco.verify`` checks the rest."""
+    Folders (a policy) and absent inputs (None) are left out; ``python -m prefdisco.stages.verify`` checks the rest."""
     return {str(p): sha256_file(p) for p in paths if p is not None and Path(p).is_file()}
 
 

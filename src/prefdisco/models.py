@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from .io import read_json
+
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -91,3 +93,12 @@ def set_threads(threads: int | None) -> None:
     """Pin torch's intra-op threads to what the scheduler gave this job, so parallel jobs don't oversubscribe."""
     if threads:
         torch.set_num_threads(threads)
+
+
+def reference_path(reference_json: str | Path) -> Path:
+    """The model folder that a ``reference.json`` points to (written by :mod:`prefdisco.stages.reference`)."""
+    description = read_json(reference_json)
+    path = Path(description["path"])
+    if not path.is_dir():
+        raise FileNotFoundError(f"{reference_json}: reference model folder {path} is missing")
+    return path

@@ -12,6 +12,7 @@ data here: this module reads their text and never executes it (the sandbox's loa
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any, Mapping
 
 CONTRACT_ARGUMENTS = (
     "self",
@@ -47,6 +48,21 @@ def display_name(name: str) -> str:
 
     return DISPLAY_NAMES.get(name) or CLASSIFICATION_NAMES.get(name, name)
 
+
+
+def objective_label(record: Mapping[str, Any]) -> str:
+    """An archive record's label for a person: the display name for library objectives, the candidate id and name
+    for discovered ones.
+
+    Seed baselines get the bare display name ("DPO"); a later candidate that re-derived a library objective keeps
+    its id as well, so that it cannot be mistaken for the baseline in a legend.
+    """
+    library = record.get("library_name")
+    record_id = record.get("id", "?")
+    if library:
+        display = DISPLAY_NAMES.get(library, library)
+        return display if record.get("generation") == 0 else f"{display} [{record_id}]"
+    return f"{record_id} {record.get('name') or '(unnamed)'}"
 
 def library_source(name: str) -> str:
     """Source text of a library objective, by its short name (``dpo``, ``lrml`` ...)."""

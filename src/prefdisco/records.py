@@ -7,8 +7,12 @@ stage adds for a person to read, not for another stage, may be missing from the 
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Any, Optional, TypedDict
+from pathlib import Path
+from typing import Any, Mapping, Optional, TypedDict
+
+from .io import read_json
 
 # --- the status of a record in the archive (and of a training or evaluation record) ------------------------------
 OK = "ok"  # trained and evaluated; has a fitness
@@ -209,6 +213,31 @@ class ArchiveRecord(Proposal, total=False):
     inputs: Inputs
 
 
-def is_evaluated(record: dict) -> bool:
-    """A record with status ok and a fitness: it ranks."""
-    return record.get("status") == OK and record.get("fitness") is not None
+# --- reading records -------------------------------------------------------------------------------------------------
+# The summary, the figures and the benchmark tables read archive records through these, so that they agree on what
+# "evaluated" means.
+Record = Mapping[str, Any]
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float if it is a finite real number, else None (None, NaN, inf, strings, bools)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def is_evaluated(record: Record) -> bool:
+    """Status ok with a finite fitness: the candidates that can be ranked and plotted."""
+    return record.get("status") == OK and finite(record.get("fitness")) is not None
+
+
+def metric(record: Record, key: str) -> float | None:
+    """A metric of the record (``metrics[key]``) if it is a finite number, else None."""
+    return finite((record.get("metrics") or {}).get(key))
+
+
+def read_reference_metrics(path: Path) -> dict:
+    """The reference model's metrics from its evaluate-stage record (or from a bare metrics file)."""
+    record = read_json(path)
+    return record.get("metrics", record)

@@ -54,7 +54,7 @@ def estimate(record: dict) -> tuple[float, float, float, bool]:
 
 
 def ranking_score(record: dict) -> float:
-    """The search's rule for "best": the lower 95% bound of fitness (prefdisco.cascade.lower_bound)."""
+    """The search's rule for "best": the lower 95% bound of fitness (prefdisco.intervals.lower_bound)."""
     return estimate(record)[1]
 
 

@@ -3,7 +3,7 @@
     python -m prefdisco.classification.summary --archive results/<run>/archive.jsonl \\
         --verdict results/<run>/verdict.json --output results/<run>/summary.md
 
-The verdict is the preference family's (:func:`prefdisco.cascade.compare_with_control`, written by the cascade's
+The verdict is the preference family's (:func:`prefdisco.stages.cascade.compare_with_control`, written by the cascade's
 final stage): Holm-corrected one-sided tests of every discovered loss against the control. Every number that ranks
 or compares losses carries its 95% interval over training seeds x validation examples; test accuracy is reported
 (first seed, Wilson interval over the test images), never used for selection.
@@ -18,8 +18,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from prefdisco.cascade import EXAMPLE_METHOD, EXAMPLES, ranking_score
 from prefdisco.cli import setup_logging
+from prefdisco.intervals import EXAMPLE_METHOD, EXAMPLES, ranking_score
 from prefdisco.io import read_json, read_jsonl, write_text
 from prefdisco.objectives import display_name
 from prefdisco.statistics import HOLM

@@ -8,7 +8,7 @@
         --output transfer.csv
 
 The selection is the ``top`` evaluated discovered records of the final archive by the lower 95% bound of their
-fitness (validation accuracy over training seeds x validation examples, :func:`prefdisco.cascade.lower_bound`; the
+fitness (validation accuracy over training seeds x validation examples, :func:`prefdisco.intervals.lower_bound`; the
 point fitness only for a record without intervals), plus the named library baselines; each is retrained on every
 transfer model at every seed through the same train -> evaluate chain. The table gives, per (model, objective), the
 mean validation and test accuracy with a 95% t-interval over seeds, beside the discovery fitness and its interval.
@@ -24,9 +24,9 @@ import re
 import statistics
 from pathlib import Path
 
-from prefdisco.cascade import ranking_score
 from prefdisco.classification.objectives import LIBRARY, library_source
 from prefdisco.cli import setup_logging
+from prefdisco.intervals import ranking_score
 from prefdisco.io import read_json, read_jsonl, write_json
 from prefdisco.objectives import function_name
 

@@ -18,6 +18,6 @@ FAMILY = Family(
     checks_module="prefdisco.sandbox.checks",
     system_prompt=SYSTEM_PROMPT,
     expression_space=PREFERENCE_SPACE,
-    train_module="prefdisco.train",
-    evaluate_module="prefdisco.evaluate",
+    train_module="prefdisco.stages.train",
+    evaluate_module="prefdisco.stages.evaluate",
 )

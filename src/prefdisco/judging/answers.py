@@ -30,9 +30,8 @@ from ..cli import json_option, setup_logging
 from ..io import read_json, write_json, write_jsonl
 from ..devices import assign_gpus
 from ..options import options_from
-from ..models import load_for_inference, load_tokenizer, precision_of, set_threads
+from ..models import load_for_inference, load_tokenizer, precision_of, set_threads, reference_path
 from ..records import EVAL_FAILED, OK
-from ..reference import reference_path
 from ..sampling import encode_prompts
 
 log = logging.getLogger(__name__)

@@ -24,9 +24,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..figures import _new_figure, _no_data, _save
 from ..io import read_jsonl
-from ..summary import finite, is_evaluated, objective_label, read_reference_metrics
+from ..objectives import objective_label
+from ..plotting import new_figure, no_data, save_figure
+from ..records import finite, is_evaluated, read_reference_metrics
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,9 @@ def plot_mt_bench_radar(records: Sequence[dict], reference_metrics: dict | None,
 
     fig = None
     if len(categories) < 3:
-        fig, ax = _new_figure((6.5, 6.0))
-        _no_data(ax, "No MT-Bench category scores to draw",
-                 f"{len(series)} judged models, {len(categories)} categories (a radar needs 3)")
+        fig, ax = new_figure((6.5, 6.0))
+        no_data(ax, "No MT-Bench category scores to draw",
+                f"{len(series)} judged models, {len(categories)} categories (a radar needs 3)")
     else:
         from matplotlib.figure import Figure
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -78,7 +79,7 @@ def plot_mt_bench_radar(records: Sequence[dict], reference_metrics: dict | None,
         ax.set_ylim(0, 10)
         fig.suptitle("MT-Bench score per category (single-answer grading, 1-10)")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2, fontsize=8, frameon=False)
-    _save(fig, path)
+    save_figure(fig, path)
     return {"categories": categories, "series": {label: scores for label, scores in series}}
 
 
@@ -86,11 +87,11 @@ def plot_lc_win_rate(table: pd.DataFrame, path: str | Path) -> dict[str, Any]:
     """Bars of LC win rate (%) with standard errors, one panel per reference, best first."""
     rows = table[pd.to_numeric(table["lc_win_rate"], errors="coerce").notna()]
     references = list(dict.fromkeys(rows["reference"]))
-    fig, axes = _new_figure((6.0 * max(1, len(references)), 4.5), ncols=max(1, len(references)))
+    fig, axes = new_figure((6.0 * max(1, len(references)), 4.5), ncols=max(1, len(references)))
     axes = np.atleast_1d(axes)
     drawn: dict[str, list[tuple[str, float]]] = {}
     if not references:
-        _no_data(axes[0], "No AlpacaEval results to draw", f"{len(table)} rows, none with an LC win rate")
+        no_data(axes[0], "No AlpacaEval results to draw", f"{len(table)} rows, none with an LC win rate")
     for ax, reference in zip(axes, references):
         part = rows[rows["reference"] == reference].copy()
         part["lc_win_rate"] = part["lc_win_rate"].astype(float)
@@ -106,7 +107,7 @@ def plot_lc_win_rate(table: pd.DataFrame, path: str | Path) -> dict[str, Any]:
         for x, value in enumerate(part["lc_win_rate"]):
             ax.annotate(f"{value:.1f}", (x, value), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
         drawn[reference] = list(zip(part["objective"], part["lc_win_rate"]))
-    _save(fig, path)
+    save_figure(fig, path)
     return {"references": references, "bars": drawn}
 
 

@@ -23,8 +23,8 @@ import pandas as pd
 
 from ..cli import setup_logging
 from ..io import read_json, read_jsonl, write_json, write_text
-from ..records import TRAINED
-from ..summary import finite, is_evaluated, objective_label
+from ..objectives import objective_label
+from ..records import TRAINED, finite, is_evaluated
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,8 @@ from ..cli import json_option, setup_logging
 from ..devices import assign_gpus
 from ..io import read_json, write_json
 from ..llm_client import ChatClient, Completion, ReplyCache
-from ..models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads
+from ..models import load_causal_lm, load_tokenizer, resolve_device, resolve_precision, set_threads, reference_path
 from ..trained_policy import load_policy
-from ..reference import reference_path
 from .alpaca_eval import AnnotatorOptions, _finite, _plain, annotator_options, client_completions, import_alpaca_eval
 from .answers import AnswerOptions, generate_replies, to_options
 

@@ -694,7 +694,7 @@ def record_genome(record: dict, space: "ExpressionSpace | None" = None) -> Genom
 
 
 def selection_score(record: dict) -> float | None:
-    """What tournaments compare: the lower 95% bound of fitness (seeds x prompts, :mod:`prefdisco.cascade`) where
+    """What tournaments compare: the lower 95% bound of fitness (seeds x prompts, :mod:`prefdisco.intervals`) where
     the archive has it, so a candidate that was merely lucky on one seed does not out-breed a reliably good one;
     the bare fitness in archives written before intervals existed."""
     low = ((record.get("intervals") or {}).get("fitness") or {}).get("low")

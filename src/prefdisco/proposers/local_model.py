@@ -62,7 +62,7 @@ class LocalChat:
             device = resolve_device(self.options.device)
             started = time.monotonic()
             if self.options.model == "smollm2":
-                from ..reference import load_smollm2_gguf
+                from ..gguf import load_smollm2_gguf
 
                 self._model, self._tokenizer = load_smollm2_gguf()
                 self._model.to(device)

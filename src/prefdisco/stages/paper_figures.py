@@ -29,11 +29,11 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .cli import setup_logging
-from .io import read_json, write_text
-from .objectives import DISPLAY_NAMES, library_source
-from .paper_numbers import PAPER_LABEL, paper_imdb_summary, paper_table
-from .sandbox.loader import ObjectiveContext, load_objective
+from ..cli import setup_logging
+from ..io import read_json, write_text
+from ..objectives import DISPLAY_NAMES, library_source
+from ..paper_numbers import PAPER_LABEL, paper_imdb_summary, paper_table
+from ..sandbox.loader import ObjectiveContext, load_objective
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,8 @@
 
 Each row is one (experiment, objective, beta): the held-out reward and KL, each a mean over training seeds and
 held-out prompts with its 95% interval (:mod:`prefdisco.statistics`), and the reference model's reward. The paper's
-figures read exactly these columns (``COLUMNS``).
-
-Also home to the helpers that turn evaluation records into the per-prompt values those intervals are made of,
-shared with the cascade (:mod:`prefdisco.cascade`).
+figures read exactly these columns (``COLUMNS``). The per-prompt values those intervals are made of come from the
+evaluation records through :mod:`prefdisco.intervals`, as the cascade's do.
 """
 
 from __future__ import annotations
@@ -15,56 +13,21 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import pandas as pd
 
-from .cli import setup_logging
-from .io import read_json
-from .records import OK, parse_experiment_unit_id
-from .statistics import METHOD, estimate
+from ..cli import setup_logging
+from ..intervals import per_prompt
+from ..io import read_json
+from ..records import OK, parse_experiment_unit_id
+from ..statistics import METHOD, estimate
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["experiment", "objective", "beta", "seeds", "evaluated", "n_prompts", "reward_mean", "reward_ci_low",
            "reward_ci_high", "kl_mean", "kl_ci_low", "kl_ci_high", "reference_reward", "interval_method"]
 ONE_SEED_METHOD = METHOD + "; one seed and no control here: prompts only"
-
-
-def per_prompt(record: Mapping, quantity: str, kl_penalty: float = 0.0) -> list[float | None] | None:
-    """One value per held-out prompt of an evaluation record: ``reward``, ``kl`` or ``fitness``.
-
-    Fitness per prompt is reward - kl_penalty * KL of that prompt. When reward and KL were measured on different
-    prompts (MT-Bench questions and held-out conversations), the KL enters as its mean. None when the record has
-    no per-prompt values (an older run, or a failed unit).
-
-    A classification unit's "prompts" are its validation examples (:func:`per_example`): fitness only.
-    """
-    if is_per_example(record):
-        return per_example(record) if quantity == "fitness" else None
-    values = (record.get("metrics") or {}).get("per_prompt") or {}
-    if quantity != "fitness":
-        return values.get(quantity)
-    reward, kl = values.get("reward"), values.get("kl")
-    if reward is None:
-        return None
-    if kl is None or not kl_penalty:
-        return list(reward)
-    if len(kl) != len(reward):
-        mean_kl = record["metrics"]["kl"]
-        return [None if r is None else r - kl_penalty * mean_kl for r in reward]
-    return [None if r is None or k is None else r - kl_penalty * k for r, k in zip(reward, kl)]
-
-
-def is_per_example(record: Mapping) -> bool:
-    """A classification unit's evaluation: its fitness (validation accuracy) is a mean over validation examples."""
-    return "per_example" in (record.get("metrics") or {})
-
-
-def per_example(record: Mapping) -> list[float]:
-    """A classification unit's correctness (1 or 0) per validation example, in the split's order: the mean is its
-    fitness, and every unit is scored on the same examples, so two units pair example by example."""
-    return [float(v) for v in record["metrics"]["per_example"]["val_correct"]]
 
 
 def matrix(rows: Sequence[Sequence[float | None]]) -> list[list[float]]:

@@ -1,6 +1,6 @@
 """Validate proposed objective programs in the sandbox and flag behavioural duplicates.
 
-    python -m prefdisco.validate --proposals proposals.json [--archive archive.jsonl] [--family preference] \\
+    python -m prefdisco.stages.validate --proposals proposals.json [--archive archive.jsonl] [--family preference] \\
         --beta 0.1 --output validation.json [--cpu-seconds 10] [--memory-mb 4096] [--wall-seconds 30]
 
 The proposals file is a JSON list of proposal records (at least "id" and "code"); the archive, when given,
@@ -23,7 +23,7 @@ from prefdisco.io import provenance, read_json, read_jsonl, write_json
 from prefdisco.sandbox.checks import CHECK_NAMES, empty_result
 from prefdisco.sandbox.runner import SandboxLimits, validate_programs
 
-log = logging.getLogger("prefdisco.validate")
+log = logging.getLogger(__name__)
 
 
 def validate_proposals(
@@ -81,7 +81,7 @@ def _no_code_record(proposal: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m prefdisco.validate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m prefdisco.stages.validate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--proposals", required=True, type=Path, help="JSON list of proposal records")
     parser.add_argument("--archive", type=Path, default=None,
                         help="JSONL archive of earlier records (omit for generation 0; a given path must exist)")

@@ -22,27 +22,27 @@ from pathlib import Path
 
 import torch
 
-from .cli import json_option, setup_logging
-from .devices import assign_gpus
-from .io import provenance, read_json, read_jsonl, write_json
-from .launch import accelerate_config_file, is_main_process, launched, relaunch, world_size
-from .models import (
+from ..cli import json_option, setup_logging
+from ..devices import assign_gpus
+from ..io import provenance, read_json, read_jsonl, write_json
+from ..launch import accelerate_config_file, is_main_process, launched, relaunch, world_size
+from ..models import (
     load_causal_lm,
     load_tokenizer,
     master_weights_precision,
     resolve_device,
+    reference_path,
     resolve_precision,
     set_threads,
 )
-from .trained_policy import save_policy
-from .records import OK, TRAIN_FAILED
-from .reference import reference_path
-from .errors import truncate_error
-from .sandbox.static_policy import PolicyViolation, check_source
-from .sandbox.runner import SandboxLimits
-from .sandbox.worker import ObjectiveWorker
-from .shared_layers import FrozenStates
-from .trainer import (
+from ..trained_policy import save_policy
+from ..records import OK, TRAIN_FAILED
+from ..errors import truncate_error
+from ..sandbox.static_policy import PolicyViolation, check_source
+from ..sandbox.runner import SandboxLimits
+from ..sandbox.worker import ObjectiveWorker
+from ..shared_layers import FrozenStates
+from ..trainer import (
     CandidateError,
     TrainingOptions,
     attach_reference_logps,

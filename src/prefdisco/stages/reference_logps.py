@@ -11,20 +11,20 @@ import logging
 import tempfile
 from pathlib import Path
 
-from .cli import json_option, setup_logging
-from .devices import assign_gpus
-from .io import read_jsonl, write_jsonl
-from .models import (
+from ..cli import json_option, setup_logging
+from ..devices import assign_gpus
+from ..io import read_jsonl, write_jsonl
+from ..models import (
     load_causal_lm,
     load_tokenizer,
     master_weights_precision,
     resolve_device,
+    reference_path,
     resolve_precision,
     set_threads,
 )
-from .reference import reference_path
-from .shared_layers import FrozenStates
-from .trainer import TrainingOptions, compute_reference_logps
+from ..shared_layers import FrozenStates
+from ..trainer import TrainingOptions, compute_reference_logps
 
 log = logging.getLogger(__name__)
 

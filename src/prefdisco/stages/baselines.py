@@ -9,7 +9,7 @@ generation 0:
 - ``best_of_n``: "sample N, keep the best": the discovery's own proposer, every generation proposing from the
   generation-0 archive only, so no proposal ever sees another's score.
 
-Every search names its best by the same interval-aware rule, the verdict's (:func:`prefdisco.cascade.compare_with_control`):
+Every search names its best by the same interval-aware rule, the verdict's (:func:`prefdisco.stages.cascade.compare_with_control`):
 the discovered candidate with the highest lower bound of its difference to the control, among those that beat it
 after Holm's correction when there are any. The table gives each best's fitness and difference to the control with
 95% intervals over seeds x prompts, and the paired difference of the discovery's best minus each baseline's best:
@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .cascade import seed_of, values_by_seed
-from .cli import setup_logging
-from .io import read_json, read_jsonl, write_text
-from .records import OK, TRAIN_FAILED, TRAINED
-from .statistics import (
+from ..cli import setup_logging
+from ..intervals import complete_columns, seed_of, select_columns, values_by_seed
+from ..io import read_json, read_jsonl, write_text
+from ..records import OK, TRAIN_FAILED, TRAINED
+from ..statistics import (
     HOLM,
     METHOD,
     Estimate,
@@ -71,16 +71,6 @@ def best_values(record: Mapping, replicas: Mapping[int, dict], kl_penalty: float
     return values_by_seed(units, "fitness", kl_penalty)
 
 
-def _complete(tables: Sequence[Mapping[int, list]]) -> list[int]:
-    rows = [row for table in tables for row in table.values()]
-    width = min(len(row) for row in rows)
-    return [p for p in range(width) if all(row[p] is not None and math.isfinite(row[p]) for row in rows)]
-
-
-def _columns(table: Mapping[int, list], columns: Sequence[int]) -> dict[int, list[float]]:
-    return {seed: [float(row[p]) for p in columns] for seed, row in table.items()}
-
-
 def discovery_minus(discovery: Mapping[int, list], baseline: Mapping[int, list],
                     control: Mapping[int, list]) -> Estimate | None:
     """The paired difference discovery best - baseline best, on the prompts all three have; a one-seed difference
@@ -88,11 +78,11 @@ def discovery_minus(discovery: Mapping[int, list], baseline: Mapping[int, list],
     training seed."""
     if not discovery or not baseline or not set(discovery) & set(baseline):
         return None
-    columns = _complete([discovery, baseline, *([control] if control else [])])
+    columns = complete_columns(discovery, baseline, *([control] if control else []))
     if not columns:
         return None
-    borrowed = seed_variance_of(list(_columns(control, columns).values())) if len(control) > 1 else None
-    return paired_difference(_columns(discovery, columns), _columns(baseline, columns),
+    borrowed = seed_variance_of(list(select_columns(control, columns).values())) if len(control) > 1 else None
+    return paired_difference(select_columns(discovery, columns), select_columns(baseline, columns),
                              borrowed.doubled() if borrowed else None)
 
 

@@ -12,12 +12,12 @@ import logging
 from dataclasses import fields
 from pathlib import Path
 
-from .cli import json_option, setup_logging
-from .families import FAMILY_NAMES, Family, get_family
-from .io import provenance, read_jsonl, sha256_text, write_json
-from .objectives import function_name
-from .options import options_from
-from .records import Proposal, proposal
+from ..cli import json_option, setup_logging
+from ..families import FAMILY_NAMES, Family, get_family
+from ..io import provenance, read_jsonl, sha256_text, write_json
+from ..objectives import function_name
+from ..options import options_from
+from ..records import Proposal, proposal
 
 log = logging.getLogger(__name__)
 
@@ -45,39 +45,39 @@ def propose(generation: int, archive: list[dict], population: int, backend: str,
     preference) supplies the evolutionary expression space and the LLM's task description."""
     family = family or get_family(None)
     if backend == "evolution":
-        from .proposers.evolution import EvolutionOptions, propose_evolution
+        from ..proposers.evolution import EvolutionOptions, propose_evolution
 
         return propose_evolution(archive, generation, population, seed, options_from(EvolutionOptions, options, OPTIONS_KEY),
                                  family.expression_space)
     if backend == "random":
         # The baseline of the evolutionary search: its expression space and options, without selection.
-        from .proposers.evolution import EvolutionOptions
-        from .proposers.random_search import propose_random
+        from ..proposers.evolution import EvolutionOptions
+        from ..proposers.random_search import propose_random
 
         return propose_random(archive, generation, population, seed, options_from(EvolutionOptions, options, OPTIONS_KEY),
                               family.expression_space)
     if backend == "replay":
-        from .proposers.replay import propose_replay
+        from ..proposers.replay import propose_replay
 
         if "transcript" not in options:
             raise ValueError("discovery.proposer.options.transcript: the replay backend needs a transcript file "
                              "(or 'paper' for the bundled replay of the paper's discoveries)")
         return propose_replay(options["transcript"], generation)
     if backend in LLM_BACKENDS:
-        from .llm_client import ReplyCache
-        from .proposers.llm import ProtocolOptions, propose_llm
+        from ..llm_client import ReplyCache
+        from ..proposers.llm import ProtocolOptions, propose_llm
 
         protocol_keys = {f.name for f in fields(ProtocolOptions)}
         protocol = options_from(ProtocolOptions, {k: v for k, v in options.items() if k in protocol_keys}, OPTIONS_KEY)
         model_options = {k: v for k, v in options.items() if k not in protocol_keys}
         cache = ReplyCache(cache_dir)
         if backend == "openai":
-            from .llm_client import ChatClient, EndpointOptions
+            from ..llm_client import ChatClient, EndpointOptions
 
             # The paper asks GPT-4 for a JSON object; servers that cannot do JSON mode fall back by themselves.
             chat = ChatClient(options_from(EndpointOptions, {"json_mode": True, **model_options}, OPTIONS_KEY), cache)
         else:
-            from .proposers.local_model import LocalChat, LocalModelOptions
+            from ..proposers.local_model import LocalChat, LocalModelOptions
 
             chat = LocalChat(options_from(LocalModelOptions, model_options, OPTIONS_KEY), cache)
         if transcript_dir is None:

@@ -1,11 +1,11 @@
 """The run summary: a ranked table of every candidate in a discovery archive, as CSV and Markdown.
 
-Also home to the small record helpers the figures share (labels, finite numbers, statuses), so that the table
-and the plots agree on what "evaluated" and "failed" mean.
+It reads the records as the figures do (:mod:`prefdisco.records`, :mod:`prefdisco.intervals`), so that the table
+and the plots agree on what "evaluated" and "failed" mean, and on the order.
 
 CLI::
 
-    python -m prefdisco.summary --archive A.jsonl --reference-eval R.json --csv S.csv --markdown S.md
+    python -m prefdisco.stages.summary --archive A.jsonl --reference-eval R.json --csv S.csv --markdown S.md
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from prefdisco.intervals import interval, ranking_score
 from prefdisco.io import read_json, read_jsonl, write_text
 from prefdisco.objectives import DISPLAY_NAMES
-from prefdisco.records import DUPLICATE, EVAL_FAILED, FAILED, INVALID, OK, TRAIN_FAILED, TRAINED
+from prefdisco.records import (DUPLICATE, EVAL_FAILED, FAILED, INVALID, OK, TRAIN_FAILED, TRAINED, Record, finite,
+                               is_evaluated, metric, read_reference_metrics)
 from prefdisco.statistics import HOLM, METHOD
 
 log = logging.getLogger(__name__)
-
-Record = Mapping[str, Any]
 
 # Our IPO is the paper's form; TRL's built-in IPO is not, and a reader comparing the two must know.
 IPO_NOTE = ("Baseline note: IPO here regresses the summed log-ratio margin (the paper's form); TRL >= 0.9's IPO "
@@ -61,56 +61,10 @@ COLUMNS = [
 ]
 
 
-# --- record helpers (shared with prefdisco.figures) -------------------------------------------------------------
-
-
-def finite(value: Any) -> float | None:
-    """``value`` as a float if it is a finite real number, else None (None, NaN, inf, strings, bools)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def is_evaluated(record: Record) -> bool:
-    """Status ok with a finite fitness: the candidates that can be ranked and plotted."""
-    return record.get("status") == OK and finite(record.get("fitness")) is not None
-
-
-def interval(record: Record, key: str) -> Mapping[str, Any]:
-    """An interval of the record (``fitness``, ``reward``, ``kl``, ``vs_control``), or {} when it has none."""
-    return ((record.get("intervals") or {}).get(key)) or {}
-
-
 def _estimate(record: dict, quantity: str, fallback, field: str = "mean"):
     """The record's estimate of ``quantity`` over its seeds x prompts (``field``: mean or se), else ``fallback``."""
     value = finite(interval(record, quantity).get(field))
     return value if value is not None else fallback
-
-
-def ranking_score(record: Record) -> float:
-    """What ranks evaluated records: the lower 95% bound of fitness where known (a lucky single seed does not top
-    the table), else the fitness itself (archives written before intervals existed)."""
-    low = finite(interval(record, "fitness").get("low"))
-    return low if low is not None else float(record["fitness"])
-
-
-def metric(record: Record, key: str) -> float | None:
-    return finite((record.get("metrics") or {}).get(key))
-
-
-def objective_label(record: Record) -> str:
-    """Human label: the display name for library objectives, the candidate id and name for discovered ones.
-
-    Seed baselines get the bare display name ("DPO"); a later candidate that re-derived a library objective keeps
-    its id as well, so that it cannot be mistaken for the baseline in a legend.
-    """
-    library = record.get("library_name")
-    record_id = record.get("id", "?")
-    if library:
-        display = DISPLAY_NAMES.get(library, library)
-        return display if record.get("generation") == 0 else f"{display} [{record_id}]"
-    return f"{record_id} {record.get('name') or '(unnamed)'}"
 
 
 def error_headline(error: Any) -> str:
@@ -319,17 +273,11 @@ def _markdown_cell(value: Any, float_digits: int) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def read_reference_metrics(path: Path) -> dict:
-    """The reference model's metrics from its evaluate-stage record (or from a bare metrics file)."""
-    record = read_json(path)
-    return record.get("metrics", record)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m prefdisco.summary", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m prefdisco.stages.summary", description=__doc__.splitlines()[0])
     parser.add_argument("--archive", required=True, type=Path, help="archive JSONL, one record per candidate")
     parser.add_argument("--reference-eval", type=Path, help="evaluation JSON of the untrained reference model")
-    parser.add_argument("--verdict", type=Path, help="verdict JSON of the final archive (prefdisco.cascade final)")
+    parser.add_argument("--verdict", type=Path, help="verdict JSON of the final archive (prefdisco.stages.cascade final)")
     parser.add_argument("--csv", required=True, type=Path, help="output CSV")
     parser.add_argument("--markdown", required=True, type=Path, help="output Markdown")
     args = parser.parse_args(argv)

@@ -1,24 +1,17 @@
-"""Noise-aware fitness: intervals and differences to the control in the archive, the cascade, and the verdict.
+"""Stage: the cascade's checkpoint after each generation, and the final archive with the verdict.
 
-Three stages share this module:
-
-- ``intervals`` (inside the archive stage): each evaluated record of generation g gets its fitness, reward and KL
-  with 95% intervals and its paired difference to the control (``fitness.control``), from its one training seed
-  and the control's first ``fitness.control_seeds`` seeds. This is what the search sees: parent selection, "best
-  so far" and the LLM prompts read it.
 - ``promote`` (a checkpoint after archive(g)): which of the generation's candidates could still be the best
   (:func:`prefdisco.statistics.promotions`) and get trained at ``fitness.seeds`` seeds; each becomes new jobs.
 - ``final``: the final archive, every record re-estimated from all of its seeds and all of the control's, the
   Holm-corrected comparison with the control, and the verdict that opens summary.md.
 
+The intervals themselves (a record's fitness, reward and KL over seeds x prompts, and its paired difference to the
+control, ``fitness.control``) are :mod:`prefdisco.intervals`: the archive stage attaches the one-seed ones that
+the search sees (parent selection, "best so far", the LLM prompts); this stage re-estimates them from every seed.
 A unit's training seed is in its path (``.../seed<s>/eval.json``); a candidate's first unit (``gen<g>/cand<k>``)
-was trained at the run's first training seed (``--first-seed``).
-
-Both objective families go through the same functions. A preference unit's values are per held-out prompt (fitness,
-reward, KL); a classification unit's are per validation example (fitness: correct or not, so its mean is the
-validation accuracy), and its records say so (``over``: "validation examples", ``examples``: how many).
+was trained at the run's first training seed (``--first-seed``). Both objective families go through it: a
+classification unit's values are per validation example rather than per held-out prompt.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -28,125 +21,32 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .cli import setup_logging
-from .experiments import is_per_example, per_prompt
-from .io import read_json, read_jsonl, write_json, write_jsonl
-from .objectives import display_name
-from .statistics import (
+from ..cli import setup_logging
+from ..intervals import (
+    PROMPTS,
+    complete_columns,
+    control_intervals,
+    seed_of,
+    select_columns,
+    unit_intervals,
+    values_by_seed,
+)
+from ..io import read_json, read_jsonl, write_json, write_jsonl
+from ..objectives import display_name
+from ..statistics import (
     HOLM,
-    METHOD,
     Estimate,
-    estimate,
     holm,
     minimum_detectable_difference,
     p_value_greater,
     p_value_less,
-    paired_difference,
     promotions,
-    seed_variance_of,
     variance_components,
 )
 
 log = logging.getLogger(__name__)
 
-QUANTITIES = ("fitness", "reward", "kl")
 ALPHA = 0.05
-# What a unit's values are crossed with training seeds over: held-out prompts (preference), or validation examples
-# (classification: fitness only, there is no reward or KL).
-PROMPTS = "held-out prompts"
-EXAMPLES = "validation examples"
-EXAMPLE_METHOD = METHOD.replace(PROMPTS, EXAMPLES)
-
-
-def seed_of(path: Path | str, first_seed: int) -> int:
-    """The training seed of a unit from its eval.json path; a candidate's first unit has the run's seed."""
-    match = re.search(r"/seed(\d+)/eval\.json$", str(path))
-    return int(match.group(1)) if match else first_seed
-
-
-def values_by_seed(evaluations: Mapping[int, dict], quantity: str, kl_penalty: float) -> dict[int, list]:
-    """Per-prompt values of each evaluated seed (units that failed or carry no per-prompt values are left out)."""
-    values = {}
-    for seed, record in sorted(evaluations.items()):
-        if record.get("status") != "ok":
-            continue
-        row = per_prompt(record, quantity, kl_penalty)
-        if row is not None:
-            values[seed] = row
-    return values
-
-
-def _complete_columns(*tables: Mapping[int, list]) -> list[int]:
-    """Prompts that every seed of every table has a value for (an unparsed MT-Bench judgment has none)."""
-    rows = [row for table in tables for row in table.values()]
-    width = min(len(row) for row in rows)
-    return [p for p in range(width) if all(row[p] is not None and math.isfinite(row[p]) for row in rows)]
-
-
-def _select(table: Mapping[int, list], columns: list[int]) -> dict[int, list[float]]:
-    return {seed: [float(row[p]) for p in columns] for seed, row in table.items()}
-
-
-def unit_intervals(evaluations: Mapping[int, dict], control: Mapping[int, dict], kl_penalty: float,
-                   control_name: str) -> dict | None:
-    """Fitness, reward and KL with 95% intervals over seeds x prompts, and the fitness difference to the control.
-
-    ``evaluations`` and ``control`` map a training seed to an eval.json record. None when the unit has no
-    per-prompt values (nothing to build an interval from). A classification unit gets fitness alone, over seeds x
-    validation examples.
-    """
-    examples = any(is_per_example(r) for r in evaluations.values() if r.get("status") == "ok")
-    result: dict = {"method": EXAMPLE_METHOD if examples else METHOD, "control": control_name,
-                    "over": EXAMPLES if examples else PROMPTS}
-    for quantity in ("fitness",) if examples else QUANTITIES:
-        mine = values_by_seed(evaluations, quantity, kl_penalty)
-        if not mine:
-            return None
-        theirs = values_by_seed(control, quantity, kl_penalty)
-        columns = _complete_columns(mine, theirs) if theirs else _complete_columns(mine)
-        if not columns:
-            return None
-        mine, theirs = _select(mine, columns), _select(theirs, columns)
-        borrowed = seed_variance_of(list(theirs.values())) if len(theirs) > 1 else None
-        result[quantity] = estimate(list(mine.values()), borrowed).as_dict()
-        if quantity == "fitness":
-            result["seeds"] = sorted(mine)
-            result["examples" if examples else "prompts"] = len(columns)
-            common = set(mine) & set(theirs)
-            result["vs_control"] = (paired_difference(mine, theirs, borrowed.doubled() if borrowed else None)
-                                    .as_dict() if common else None)
-    return result
-
-
-def attach_intervals(records: list[dict], control: Mapping[int, dict], kl_penalty: float, control_name: str,
-                     first_seed: int) -> None:
-    """Give each evaluated record of a generation its one-seed intervals (``intervals``) in place."""
-    for record in records:
-        if record.get("status") == "ok":
-            units = {first_seed: {"status": "ok", "metrics": record.get("metrics") or {}}}
-            record["intervals"] = unit_intervals(units, control, kl_penalty, control_name)
-
-
-def control_intervals(control: Mapping[int, dict], kl_penalty: float, control_name: str) -> dict | None:
-    """The control's own estimates (its difference to itself is zero by construction)."""
-    result = unit_intervals(control, control, kl_penalty, control_name)
-    if result is not None:
-        result["vs_control"] = None
-    return result
-
-
-def lower_bound(record: Mapping) -> float | None:
-    """The interval-aware score the search ranks by: the lower 95% bound of fitness (None when unknown)."""
-    fitness = (record.get("intervals") or {}).get("fitness")
-    if fitness and math.isfinite(fitness["low"]):
-        return float(fitness["low"])
-    return None
-
-
-def ranking_score(record: Mapping) -> float:
-    """What ranks evaluated records: the lower bound where known, else the fitness itself (no intervals yet)."""
-    low = lower_bound(record)
-    return low if low is not None else float(record["fitness"])
 
 
 def is_control(record: Mapping, control_name: str) -> bool:
@@ -262,10 +162,10 @@ def planned_detectable_difference(control: Mapping[int, dict], kl_penalty: float
     table = values_by_seed(control, "fitness", kl_penalty)
     if len(table) < 2:
         return None
-    columns = _complete_columns(table)
+    columns = complete_columns(table)
     if len(columns) < 2:
         return None
-    rows = list(_select(table, columns).values())
+    rows = list(select_columns(table, columns).values())
     seed_var, _, resid_var = variance_components(rows)
     se = math.sqrt(2 * seed_var / seeds + 2 * resid_var / (seeds * len(columns)))
     return {"seeds": seeds, "prompts": len(columns), "se": se, "value": minimum_detectable_difference(se),

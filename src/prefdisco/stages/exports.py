@@ -17,8 +17,8 @@ evaluation set's instruction order, the index alpaca_eval's length control looks
 
 CLI::
 
-    python -m prefdisco.exports fastchat --units model=ANSWERS.jsonl:JUDGMENTS.jsonl ... --output-dir D
-    python -m prefdisco.exports alpaca-eval --units model=UNIT_DIR ... --references gpt4_turbo sft
+    python -m prefdisco.stages.exports fastchat --units model=ANSWERS.jsonl:JUDGMENTS.jsonl ... --output-dir D
+    python -m prefdisco.stages.exports alpaca-eval --units model=UNIT_DIR ... --references gpt4_turbo sft
         --data-dir ALPACA_DATA --sft-outputs S.json --output-dir D
 """
 
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .cli import setup_logging
-from .io import read_json, read_jsonl, write_json, write_jsonl, write_text
+from ..cli import setup_logging
+from ..io import read_json, read_jsonl, write_json, write_jsonl, write_text
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,12 @@ import logging
 import tempfile
 from pathlib import Path
 
-from .cli import json_option, setup_logging
-from .devices import assign_gpus
-from .io import read_json, read_jsonl, write_json
-from .models import load_tokenizer, resolve_device, resolve_precision, set_threads
-from .trained_policy import load_policy
-from .reference import reference_path
-from .trainer import TrainingOptions, compute_reference_logps
+from ..cli import json_option, setup_logging
+from ..devices import assign_gpus
+from ..io import read_json, read_jsonl, write_json
+from ..models import load_tokenizer, resolve_device, resolve_precision, set_threads, reference_path
+from ..trained_policy import load_policy
+from ..trainer import TrainingOptions, compute_reference_logps
 
 log = logging.getLogger(__name__)
 

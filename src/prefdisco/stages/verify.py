@@ -1,6 +1,6 @@
 """Verify a run: every record parses, and every input a record names still has the sha256 it was built from.
 
-    python -m prefdisco.verify results/<run>      (from the folder Snakemake runs in; or `snakemake verify`)
+    python -m prefdisco.stages.verify results/<run>      (from the folder Snakemake runs in; or `snakemake verify`)
 
 Prints one line per damaged file (not valid JSON) and per inconsistent pair (a record built from bytes an input no
 longer has), then the one command that rebuilds the damaged files and everything built from them, and nothing else.
@@ -24,8 +24,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cli import setup_logging
-from .io import sha256_file
+from ..cli import setup_logging
+from ..io import sha256_file
 
 log = logging.getLogger(__name__)
 

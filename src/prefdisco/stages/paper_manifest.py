@@ -7,8 +7,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from .cli import json_option, setup_logging
-from .io import write_text
+from ..cli import json_option, setup_logging
+from ..io import write_text
 
 log = logging.getLogger(__name__)
 

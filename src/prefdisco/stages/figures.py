@@ -10,7 +10,7 @@ drew (series, point counts, best-so-far values), so that tests can check the dat
 
 CLI::
 
-    python -m prefdisco.figures --archive A.jsonl --reference-eval R.json \\
+    python -m prefdisco.stages.figures --archive A.jsonl --reference-eval R.json \\
         --fitness-figure F.png --shapes-figure S.png --reward-kl-figure K.png [--top 3]
 """
 
@@ -19,36 +19,23 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from prefdisco.intervals import interval, ranking_score
 from prefdisco.io import read_jsonl
-from prefdisco.objectives import DISPLAY_NAMES
-from prefdisco.records import DUPLICATE, OK
-from prefdisco.summary import (
-    Record,
-    finite,
-    interval,
-    is_evaluated,
-    metric,
-    objective_label,
-    ranking_score,
-    read_reference_metrics,
-)
+from prefdisco.objectives import DISPLAY_NAMES, objective_label
+from prefdisco.plotting import new_figure, no_data, save_figure
+from prefdisco.records import DUPLICATE, OK, Record, finite, is_evaluated, metric, read_reference_metrics
 
 log = logging.getLogger(__name__)
 
-DPI = 150
 _SEED_COLOR = "tab:gray"
 _CANDIDATE_COLOR = "tab:blue"
 _BEST_COLOR = "tab:green"
@@ -104,12 +91,12 @@ def plot_fitness_over_generations(records: Sequence[Record], path: str | Path) -
         "n_duplicates": len(duplicates),
         "baseline_labels": [],
     }
-    fig, ax = _new_figure(figsize=(8, 5))
+    fig, ax = new_figure(figsize=(8, 5))
     if not evaluated:
-        _no_data(ax, "no evaluated candidates",
-                 f"{len(records)} records: {len(failed)} failed or invalid, {len(duplicates)} duplicate")
+        no_data(ax, "no evaluated candidates",
+                f"{len(records)} records: {len(failed)} failed or invalid, {len(duplicates)} duplicate")
         ax.set_title("Fitness over generations")
-        _save(fig, path)
+        save_figure(fig, path)
         return info
 
     positions = _jittered_positions(records)
@@ -183,7 +170,7 @@ def plot_fitness_over_generations(records: Sequence[Record], path: str | Path) -
     )
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="best", fontsize=8, framealpha=0.9)
-    _save(fig, path)
+    save_figure(fig, path)
     return info
 
 
@@ -236,12 +223,12 @@ def plot_objective_shapes(
         "n_points": {},
         "yscale": {},
     }
-    fig, (loss_ax, grad_ax) = _new_figure(figsize=(11, 4.8), ncols=2)
+    fig, (loss_ax, grad_ax) = new_figure(figsize=(11, 4.8), ncols=2)
     if not series:
         for ax in (loss_ax, grad_ax):
-            _no_data(ax, "no evaluated candidates", "with a loss curve")
+            no_data(ax, "no evaluated candidates", "with a loss curve")
         fig.suptitle("Objective shapes")
-        _save(fig, path)
+        save_figure(fig, path)
         return info
 
     colors = iter(["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
@@ -278,7 +265,7 @@ def plot_objective_shapes(
     handles, labels = loss_ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 2), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, min(0.06 * math.ceil(len(labels) / 2), 0.35), 1, 1))
-    _save(fig, path, tight=False)
+    save_figure(fig, path, tight=False)
     return info
 
 
@@ -354,7 +341,7 @@ def plot_reward_vs_kl(
         "annotated": [r["id"] for r in annotated],
         "reference": (0.0, reference_reward) if reference_reward is not None else None,
     }
-    fig, ax = _new_figure(figsize=(8, 5.5))
+    fig, ax = new_figure(figsize=(8, 5.5))
     if reference_reward is not None:
         sem = finite(reference.get("reward_sem"))
         ax.errorbar([0.0], [reference_reward], yerr=[sem] if sem is not None else None, fmt="*", markersize=16,
@@ -362,15 +349,15 @@ def plot_reward_vs_kl(
                     label="reference (untrained)")
     if not points:
         # Keep the axes when the reference star is drawn, and keep the message clear of it.
-        _no_data(ax, "no evaluated candidates", "only the reference model is shown" if reference_reward else "",
-                 y=0.85 if reference_reward is not None else 0.55, clear_ticks=reference_reward is None)
+        no_data(ax, "no evaluated candidates", "only the reference model is shown" if reference_reward else "",
+                y=0.85 if reference_reward is not None else 0.55, clear_ticks=reference_reward is None)
         ax.set_xlim(-1.0, 10.0)
         ax.set_xlabel("KL(policy || reference)")
         ax.set_ylabel("mean reward")
         ax.set_title("Reward vs KL")
         if reference_reward is not None:
             ax.legend(loc="lower right", fontsize=8)
-        _save(fig, path)
+        save_figure(fig, path)
         return info
 
     generations = [finite(r.get("generation")) or 0.0 for r in points]
@@ -413,7 +400,7 @@ def plot_reward_vs_kl(
     handles = ax.get_legend_handles_labels()[0] + key_handles
     if handles:
         ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
-    _save(fig, path)
+    save_figure(fig, path)
     return info
 
 
@@ -438,46 +425,8 @@ def _fitness_label(record: Record) -> str:
     return f"{label} (fitness {fitness:.3f})" if fitness is not None else label
 
 
-# --- shared plumbing ------------------------------------------------------------------------------------------------
-
-
-def _new_figure(figsize: tuple[float, float], ncols: int = 1) -> tuple[Figure, Any]:
-    # Figure + FigureCanvasAgg rather than pyplot: no global state, no GUI backend, nothing left open.
-    fig = Figure(figsize=figsize, dpi=DPI)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, ncols)
-    return fig, axes
-
-
-def _no_data(ax: Any, message: str, detail: str = "", y: float = 0.55, clear_ticks: bool = True) -> None:
-    ax.text(0.5, y, message, ha="center", va="center", fontsize=14, transform=ax.transAxes)
-    if detail:
-        ax.text(0.5, y - 0.08, detail, ha="center", va="center", fontsize=9, color="dimgray",
-                transform=ax.transAxes)
-    if clear_ticks:
-        ax.set_xticks([])
-        ax.set_yticks([])
-
-
-def _save(fig: Figure, path: str | Path, tight: bool = True) -> None:
-    """Write the PNG atomically, so a half-written file never satisfies a Snakemake output."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if tight:
-        fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    log.info("wrote %s", path)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m prefdisco.figures", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m prefdisco.stages.figures", description=__doc__.splitlines()[0])
     parser.add_argument("--archive", required=True, type=Path, help="archive JSONL, one record per candidate")
     parser.add_argument("--reference-eval", type=Path, help="evaluation JSON of the untrained reference model")
     parser.add_argument("--fitness-figure", required=True, type=Path)

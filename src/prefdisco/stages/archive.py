@@ -10,10 +10,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from .cascade import attach_intervals, seed_of
-from .cli import setup_logging
-from .io import provenance, read_json, read_jsonl, write_jsonl
-from .records import (DUPLICATE, INVALID, PROPOSAL_KEYS, VALIDATION_KEYS, ArchiveRecord, goes_to_training,
+from ..cli import setup_logging
+from ..intervals import attach_intervals, seed_of
+from ..io import provenance, read_json, read_jsonl, write_jsonl
+from ..records import (DUPLICATE, INVALID, PROPOSAL_KEYS, VALIDATION_KEYS, ArchiveRecord, goes_to_training,
                       is_evaluated)
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trainings", type=Path, nargs="*", default=[])
     parser.add_argument("--evaluations", type=Path, nargs="*", default=[])
     parser.add_argument("--output", type=Path, required=True)
-    # noise-aware fitness (prefdisco.cascade): one-seed intervals and the paired difference to the control
+    # noise-aware fitness (prefdisco.intervals): one-seed intervals and the paired difference to the control
     parser.add_argument("--control", type=Path, nargs="*", default=[], help="the control's eval.json, per seed")
     parser.add_argument("--control-name", default="dpo")
     parser.add_argument("--kl-penalty", type=float, default=0.0)

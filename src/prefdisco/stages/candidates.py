@@ -11,11 +11,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from .cli import setup_logging
-from .io import provenance, read_json, write_json
-from .families import DEFAULT_FAMILY, get_family
-from .objectives import function_name
-from .records import ObjectiveSpec, goes_to_training
+from ..cli import setup_logging
+from ..io import provenance, read_json, write_json
+from ..families import DEFAULT_FAMILY, get_family
+from ..objectives import function_name
+from ..records import ObjectiveSpec, goes_to_training
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 CLI::
 
-    python -m prefdisco.run_config --config JSON --output results/<run>/config.yaml
+    python -m prefdisco.stages.run_config --config JSON --output results/<run>/config.yaml
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from .cli import json_option, setup_logging
-from .io import write_text
+from ..cli import json_option, setup_logging
+from ..io import write_text
 
 log = logging.getLogger(__name__)
 
