@@ -36,6 +36,12 @@ def build_tiny_model(folder: Path) -> Path:
     return folder
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One worker per core (`make test`): torch's intra-op threads in a worker would meet at OpenMP's spinning
+    # barriers while the other worker holds the core they wait for (llama.cpp's slowdown, tests/loopback.py). The
+    # workflow's jobs set their own threads (config `threads`); the sandbox's children already run on one.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # Fixtures that build a run (minutes) and are shared by tests in several modules: under pytest-xdist every worker
 # would build its own, so the tests reading one go to one worker together.
 SHARED_RUNS = ("tiny_run", "chat_run")
@@ -62,19 +68,19 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: (item not in reads_shared_run, item.get_closest_marker("workflow") is None))
 
 
-@pytest.hookimpl(trylast=True)  # after xdist's hook: check that it did group
-def pytest_collection_finish(session):
-    """pytest-xdist's loadgroup groups a test by appending ``@group`` to its id; pytest 9.2 stopped reading the field
-    xdist 3.8 sets, and then every worker silently builds every shared run (pyproject.toml pins pytest below 9.2).
-    Stop at once rather than run the suite at twice its cost."""
-    if not (os.environ.get("PYTEST_XDIST_WORKER") and session.config.getvalue("loadgroup")):
+def pytest_configure(config):
+    """pytest-xdist's loadgroup groups a test by appending ``@group`` to ``item._nodeid``; pytest 9.2 reads node ids
+    from elsewhere, and with xdist 3.8 every worker then silently builds every shared run (pyproject.toml pins pytest
+    below 9.2). Refuse that pair at once rather than run the suite at twice its cost."""
+    if getattr(config.option, "dist", "no") != "loadgroup" or os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    ungrouped = [item.nodeid for item in session.items
-                 if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
-    if ungrouped:
-        raise pytest.UsageError(f"pytest-xdist did not group {len(ungrouped)} tests (first: {ungrouped[0]}): this "
-                                "pytest and pytest-xdist do not work together; install the versions pyproject.toml "
-                                "pins")
+    from importlib.metadata import version
+
+    xdist = tuple(int(part) for part in version("pytest-xdist").split(".")[:2])
+    if pytest.version_tuple[:2] >= (9, 2) and xdist <= (3, 8):
+        raise pytest.UsageError(f"pytest {pytest.__version__} ignores pytest-xdist {version('pytest-xdist')}'s test "
+                                "groups (--dist loadgroup): install the versions pyproject.toml pins "
+                                "(pip install -e '.[test]')")
 
 
 @pytest.fixture(scope="session")
