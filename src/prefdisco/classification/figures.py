@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from prefdisco.cli import setup_logging  # noqa: E402
 from prefdisco.io import read_jsonl  # noqa: E402
+from prefdisco.plotting import save_figure  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +111,7 @@ def plot_left(records: list[dict], path: Path) -> dict:
         ax.set_ylim(max(0.0, min(e[1] for e in ok) - 0.03), min(1.0, max(e[2] for e in ok) + 0.03))
     ax.set_xlim(0, max(xs, default=1) + 1)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
+    save_figure(fig, path)
     plt.close(fig)
     return {"trials": len(trials), "best": estimate(running)[0] if running is not None else None,
             "best_id": running["id"] if running is not None else None,
@@ -150,9 +149,7 @@ def plot_right(rows: list[dict], path: Path, split: str = "test") -> dict:
     # One panel is narrow: the title wraps to its width rather than running off the figure.
     title = "Transfer of the best discovered objectives (grey: library baselines)"
     fig.suptitle(textwrap.fill(title, max(30, 45 * len(models))), fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
+    save_figure(fig, path)
     plt.close(fig)
     return {"models": models, "objectives": objectives}
 

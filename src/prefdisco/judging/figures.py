@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..io import read_jsonl
 from ..objectives import objective_label
-from ..plotting import new_figure, no_data, save_figure
+from ..plotting import DPI, new_figure, no_data, save_figure
 from ..records import finite, is_evaluated, read_reference_metrics
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def plot_mt_bench_radar(records: Sequence[dict], reference_metrics: dict | None,
         from matplotlib.figure import Figure
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-        fig = Figure(figsize=(7.5, 8.0), dpi=150)
+        fig = Figure(figsize=(7.5, 8.0), dpi=DPI)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(projection="polar")
         ax.set_theta_offset(math.pi / 2)  # first category on top, clockwise, as FastChat's radar

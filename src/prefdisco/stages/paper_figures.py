@@ -33,19 +33,17 @@ from ..cli import setup_logging
 from ..io import read_json, write_text
 from ..objectives import DISPLAY_NAMES, library_source
 from ..paper_numbers import PAPER_LABEL, paper_imdb_summary, paper_table
+from ..plotting import save_figure
 from ..sandbox.loader import ObjectiveContext, load_objective
 
 log = logging.getLogger(__name__)
 
-DPI = 150
 INTERVAL_COLUMNS = ("reward_ci_low", "reward_ci_high", "kl_ci_low", "kl_ci_high")
 
 
 def _save(fig: Figure, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    FigureCanvasAgg(fig)  # these figures are built bare; tight_layout needs the Agg canvas's renderer
+    save_figure(fig, path)
 
 
 def _label(objective: str) -> str:
