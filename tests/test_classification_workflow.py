@@ -6,23 +6,19 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from tiny_runs import ENV, REPO, SNAKEMAKE
 
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def snakemake(folder: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-                             str(folder), "--configfile", str(config), "--cores", "2", *args],
+    result = subprocess.run([*SNAKEMAKE, "--directory", str(folder), "--configfile", str(config), *args],
                             capture_output=True, text=True, timeout=1200, env=ENV)
     assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from prefdisco.io import read_json, read_jsonl, write_json
-from prefdisco.models import load_causal_lm, load_tokenizer
+from prefdisco.models import load_causal_lm, load_tokenizer, prompt_token_count
 from prefdisco.objectives import library_source
 from prefdisco.stages.preferences import main as preferences_main
 from prefdisco.sandbox.worker import ObjectiveWorker
@@ -17,7 +17,6 @@ from prefdisco.trainer import (
     TrainingOptions,
     attach_reference_logps,
     compute_reference_logps,
-    prompt_token_count,
     train_objective,
 )
 

@@ -7,6 +7,7 @@ any job runs.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 from pathlib import Path
@@ -52,8 +53,11 @@ def load_gguf(gguf_path: Path):
     gguf_dir, gguf_file = Path(gguf_path).parent, Path(gguf_path).name
     log.info("de-quantising %s", gguf_path)
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
-    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
+    # Each from_pretrained parses the whole GGUF header (SmolLM2's vocabulary and merges: seconds): the config is
+    # read once and given to the model, which would otherwise parse the header again for it.
     config = AutoConfig.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, config=copy.deepcopy(config),
+                                                      dtype=torch.float32)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(gguf_model.state_dict())
     model.generation_config = gguf_model.generation_config

@@ -89,6 +89,16 @@ def load_tokenizer(path: str | Path, padding_side: str = "left"):
     return tokenizer
 
 
+def prompt_token_count(tokenizer, prompt: str | list[dict]) -> int:
+    """Tokens of a pair's prompt as TRL's DPOTrainer counts them when it drops pairs whose prompt alone reaches
+    max_length: a conversation through the chat template with the generation prompt, text through the tokenizer
+    with its special tokens. It lives here, not in trainer.py, so that the preferences stage need not import TRL."""
+    if isinstance(prompt, list):
+        return len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True,
+                                                 return_dict=True)["input_ids"])
+    return len(tokenizer(prompt)["input_ids"])
+
+
 def set_threads(threads: int | None) -> None:
     """Pin torch's intra-op threads to what the scheduler gave this job, so parallel jobs don't oversubscribe."""
     if threads:

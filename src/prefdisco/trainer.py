@@ -277,16 +277,6 @@ def _decoder_layers(model):
     raise ValueError(f"cannot find the decoder layers of {type(model).__name__} to apply training.trainable_layers")
 
 
-def prompt_token_count(tokenizer, prompt: str | list[dict]) -> int:
-    """Tokens of a pair's prompt as TRL's DPOTrainer counts them when it drops pairs whose prompt alone reaches
-    max_length: a conversation through the chat template with the generation prompt, text through the tokenizer
-    with its special tokens."""
-    if isinstance(prompt, list):
-        return len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True,
-                                                 return_dict=True)["input_ids"])
-    return len(tokenizer(prompt)["input_ids"])
-
-
 def attach_reference_logps(pairs: list[dict], reference_logps: list[dict]) -> Dataset:
     """The training dataset: preference pairs with their precomputed reference log-probs, matched by pair id."""
     by_id = {r["pair_id"]: r for r in reference_logps}

@@ -25,7 +25,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -34,7 +33,6 @@ from ..io import read_json, write_text
 from ..objectives import DISPLAY_NAMES, library_source
 from ..paper_numbers import PAPER_LABEL, paper_imdb_summary, paper_table
 from ..plotting import save_figure
-from ..sandbox.loader import ObjectiveContext, load_objective
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +122,12 @@ def frontier_panels(table: pd.DataFrame, path: Path, caption: str) -> pd.DataFra
 
 def loss_and_gradient(objective: str, beta: float, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pair loss of a library objective, and its derivative, against the log-ratio difference rho (reference
-    log-probs 0, rejected policy log-prob 0, chosen = rho). The library's code goes through the constrained loader."""
+    log-probs 0, rejected policy log-prob 0, chosen = rho). The library's code goes through the constrained loader.
+    torch is imported here: of this module's figures only the shapes need it, and it costs seconds to import."""
+    import torch
+
+    from ..sandbox.loader import ObjectiveContext, load_objective
+
     fn = load_objective(library_source(objective))
     chosen = torch.tensor(rho, dtype=torch.float64, requires_grad=True)
     zeros = torch.zeros_like(chosen)

@@ -15,9 +15,8 @@ from pathlib import Path
 from ..cli import json_option, setup_logging
 from ..devices import assign_gpus
 from ..io import write_json, write_jsonl
-from ..models import load_for_inference, load_tokenizer, set_threads, reference_path
+from ..models import load_for_inference, load_tokenizer, prompt_token_count, set_threads, reference_path
 from ..tasks import get_task
-from ..trainer import prompt_token_count
 
 log = logging.getLogger(__name__)
 
