@@ -12,16 +12,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_runs import ENV, REPO, SNAKEMAKE
+import tiny_runs
+from tiny_runs import REPO
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def snakemake(folder: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([*SNAKEMAKE, "--directory", str(folder), "--configfile", str(config), *args],
-                            capture_output=True, text=True, timeout=1200, env=ENV)
-    assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return result
+    return tiny_runs.snakemake(folder, "--configfile", str(config), *args)
 
 
 def write_config(folder: Path, **discovery) -> Path:

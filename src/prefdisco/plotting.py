@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -44,6 +45,8 @@ def save_figure(fig: Figure, path: str | Path, tight: bool = True) -> None:
     """Write the PNG atomically, so a half-written file never satisfies a Snakemake output."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if type(fig.canvas) is FigureCanvasBase:  # a bare Figure(): tight_layout needs a renderer, which Agg gives it
+        FigureCanvasAgg(fig)
     if tight:
         fig.tight_layout()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")

@@ -25,7 +25,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..cli import setup_logging
@@ -37,11 +36,6 @@ from ..plotting import save_figure
 log = logging.getLogger(__name__)
 
 INTERVAL_COLUMNS = ("reward_ci_low", "reward_ci_high", "kl_ci_low", "kl_ci_high")
-
-
-def _save(fig: Figure, path: Path) -> None:
-    FigureCanvasAgg(fig)  # these figures are built bare; tight_layout needs the Agg canvas's renderer
-    save_figure(fig, path)
 
 
 def _label(objective: str) -> str:
@@ -94,7 +88,7 @@ def frontiers(table: pd.DataFrame, objectives: Sequence[str], path: Path, captio
         axp.legend(fontsize=7)
         data.append(theirs)
     fig.suptitle(textwrap.fill(caption, 180), fontsize=7)  # a caption wider than the figure is cut off
-    _save(fig, path)
+    save_figure(fig, path)
     frame = pd.concat(data, ignore_index=True)
     frame.to_csv(path.with_suffix(".csv"), index=False)
     return frame
@@ -115,7 +109,7 @@ def frontier_panels(table: pd.DataFrame, path: Path, caption: str) -> pd.DataFra
         ax.set_title(_label(objective), fontsize=8)
         ax.tick_params(labelsize=6)
     fig.suptitle(textwrap.fill(caption, 180), fontsize=7)  # a caption wider than the figure is cut off
-    _save(fig, path)
+    save_figure(fig, path)
     table.assign(source="ours").to_csv(path.with_suffix(".csv"), index=False)
     return table
 
@@ -149,7 +143,7 @@ def objective_shapes(objectives: Sequence[str], beta: float, path: Path, rho_ran
     ax_loss.set(xlabel="log-ratio difference rho", ylabel="loss", title=f"loss, beta = {beta:g}")
     ax_grad.set(xlabel="log-ratio difference rho", ylabel="d loss / d rho", title="gradient")
     ax_loss.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
     frame = pd.DataFrame(rows)
     frame.to_csv(path.with_suffix(".csv"), index=False)
     return frame
@@ -171,7 +165,7 @@ def beta_grid(objectives: Sequence[str], betas: Sequence[float], path: Path, rho
         ax_loss.set(title=f"{_label(objective)} loss", xlabel="rho")
         ax_grad.set(title=f"{_label(objective)} gradient", xlabel="rho")
         ax_loss.legend(fontsize=6)
-    _save(fig, path)
+    save_figure(fig, path)
     frame = pd.DataFrame(rows)
     frame.to_csv(path.with_suffix(".csv"), index=False)
     return frame
@@ -202,7 +196,7 @@ def training_curves(records: Sequence[dict], path: Path, caption: str) -> pd.Dat
         if i == 0:
             ax.legend(fontsize=7)
     fig.suptitle(textwrap.fill(caption, 180), fontsize=7)  # a caption wider than the figure is cut off
-    _save(fig, path)
+    save_figure(fig, path)
     frame.to_csv(path.with_suffix(".csv"), index=False)
     return frame
 
@@ -235,7 +229,7 @@ def log_ratio_histogram(logratios: dict, path: Path, caption: str) -> dict:
         ax.axvline(extremum, color="black", linestyle=":")
     ax.set_title(f"{share:.1%} of {len(values)} pairs between the extrema ({low:.2f}, {high:.2f})", fontsize=9)
     fig.suptitle(textwrap.fill(caption, 180), fontsize=7)  # a caption wider than the figure is cut off
-    _save(fig, path)
+    save_figure(fig, path)
     summary = {"unit": logratios["unit"], "beta": logratios["beta"], "n_pairs": int(len(values)),
                "extrema": [low, high], "share_between_extrema": share,
                "histogram": dict(zip(("counts", "edges"), (h.tolist() for h in np.histogram(values, bins=40))))}
